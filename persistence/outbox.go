@@ -1,0 +1,39 @@
+package persistence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/ghasi-ehealth/identity-service/core"
+)
+
+var errOutsideTx = errors.New("outbox: AddEvents called outside a transaction")
+
+// AddEvents writes events to the outbox table in the transaction carried by
+// ctx (core.EventSink). Outside InTx it fails: an event must never exist
+// without the state change it reports. The W3C traceparent of ctx is stored
+// so the relay's publish span links back to the originating request.
+func (db *DB) AddEvents(ctx context.Context, events ...core.Event) error {
+	if !inTx(ctx) {
+		return core.Internal(errOutsideTx)
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	traceparent := carrier.Get("traceparent")
+	for _, evt := range events {
+		data, err := json.Marshal(evt.Data)
+		if err != nil {
+			return core.Internal(err)
+		}
+		_, err = db.conn(ctx).ExecContext(ctx,
+			`INSERT INTO events (id, type, subject, tenant_id, time, data, traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			evt.ID, evt.Type, evt.Subject, evt.TenantID, evt.Time.UTC(), string(data), traceparent)
+		if err != nil {
+			return translate(err)
+		}
+	}
+	return nil
+}

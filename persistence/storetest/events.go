@@ -1,0 +1,11 @@
+package storetest
+
+import (
+	"testing"
+
+	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
+)
+
+func testEvents(t *testing.T, open dbtest.Opener) {
+	_ = open(t)
+}
