@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"go.opentelemetry.io/otel/propagation"
 
@@ -24,9 +25,16 @@ func (db *DB) AddEvents(ctx context.Context, events ...core.Event) error {
 	propagation.TraceContext{}.Inject(ctx, carrier)
 	traceparent := carrier.Get("traceparent")
 	for _, evt := range events {
+		if evt.ID == "" || evt.Type == "" || evt.Subject == "" || evt.Time.IsZero() {
+			return core.Internal(fmt.Errorf("outbox: event %q lacks id, type, subject or time", evt.Type))
+		}
 		data, err := json.Marshal(evt.Data)
 		if err != nil {
 			return core.Internal(err)
+		}
+		// CloudEvents consumers and the schemas expect data to be an object.
+		if len(data) == 0 || data[0] != '{' {
+			return core.Internal(fmt.Errorf("outbox: data of %s is not a JSON object", evt.Type))
 		}
 		_, err = db.conn(ctx).ExecContext(ctx,
 			`INSERT INTO events (id, type, subject, tenant_id, time, data, traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)`,

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/audit"
+	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
+	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/password"
+	"github.com/ghasi-ehealth/identity-service/core/token"
+	"github.com/ghasi-ehealth/identity-service/graph"
+	"github.com/ghasi-ehealth/identity-service/httpx"
+	"github.com/ghasi-ehealth/identity-service/messaging"
+	"github.com/ghasi-ehealth/identity-service/persistence"
+	"github.com/ghasi-ehealth/identity-service/rest"
+	"github.com/ghasi-ehealth/identity-service/rpc"
+	"github.com/ghasi-ehealth/identity-service/telemetry"
+)
+
+// Version is stamped at build time (-ldflags "-X main.Version=…").
+var Version = "dev"
+
+// accessTokenTTL is the access JWT lifetime (CONTRACT.md §3).
+const accessTokenTTL = 15 * time.Minute
+
+// shutdownGrace bounds how long in-flight requests may drain on SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+// Main is the composition root: the only place that reads configuration and
+// wires concrete adapters to core. Open builds everything, Run serves until
+// its context ends, Close releases what Open acquired.
+type Main struct {
+	cfg    Config
+	logger *slog.Logger
+	clock  core.Clock
+
+	telemetry *telemetry.Providers
+	db        *persistence.DB
+	bus       *messaging.Bus
+	relay     *messaging.Relay
+	hasher    *password.Hasher
+	keys      *keys.Service
+	issuer    *token.Issuer
+	verifier  *token.Verifier
+	authz     *core.Authorizer
+	directory *persistence.DirectoryStore
+
+	listener net.Listener
+	server   *http.Server
+}
+
+// NewMain returns an unopened Main for cfg.
+func NewMain(cfg Config, logger *slog.Logger) *Main {
+	return &Main{cfg: cfg, logger: logger, clock: core.SystemClock{}}
+}
+
+// openStore connects to the database and applies migrations unless disabled.
+func (m *Main) openStore(ctx context.Context) error {
+	db, err := persistence.Open(ctx, m.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	m.db = db
+	if db.Dialect() == persistence.SQLite {
+		m.logger.Info("using SQLite: single-node only; use PostgreSQL to run several instances")
+	}
+	if m.cfg.Migrate {
+		applied, err := db.Migrate(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if len(applied) > 0 {
+			m.logger.Info("applied migrations", "versions", applied)
+		}
+	}
+	m.directory = persistence.NewDirectoryStore(db)
+	m.authz = core.NewAuthorizer(m.directory)
+	return nil
+}
+
+// openKeys loads the master key and the signing keyring.
+func (m *Main) openKeys(ctx context.Context) error {
+	raw, err := loadMasterKey(m.cfg, m.logger)
+	if err != nil {
+		return err
+	}
+	master, err := keys.NewMasterKey(raw)
+	if err != nil {
+		return err
+	}
+	m.keys, err = keys.NewService(persistence.NewKeyStore(m.db), master, m.clock, m.authz, m.logger,
+		keys.Config{RotationCron: m.cfg.KeyRotationCron})
+	if err != nil {
+		return err
+	}
+	if err := m.keys.Init(ctx); err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	return nil
+}
+
+// Open builds the whole service and binds the listener; it does not serve.
+func (m *Main) Open(ctx context.Context) error {
+	tp, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "identity-service", ServiceVersion: Version, OTLPEndpoint: m.cfg.OTLPEndpoint})
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	m.telemetry = tp
+	tp.InstallGlobals() // for libraries that read only the global providers
+	if err := m.openStore(ctx); err != nil {
+		return err
+	}
+	m.hasher = password.NewHasher(m.cfg.Argon2Params, m.cfg.Argon2MaxConcurrency, password.DefaultAcquireTimeout)
+	if err := m.openKeys(ctx); err != nil {
+		return err
+	}
+	m.issuer = token.NewIssuer(m.keys, m.cfg.PublicURL, m.cfg.JWTAudience, m.clock, accessTokenTTL)
+	m.verifier = token.NewVerifier(m.keys, m.cfg.PublicURL, m.cfg.JWTAudience, m.clock, nil)
+
+	if m.bus, err = messaging.NewBus(ctx, m.cfg.NATSURL, m.logger); err != nil {
+		return fmt.Errorf("event bus: %w", err)
+	}
+	m.relay = messaging.NewRelay(m.db, m.bus.Publisher, tp.TracerProvider, m.logger)
+
+	if m.cfg.BootstrapEmail != "" {
+		boot := bootstrap.NewService(m.directory, m.hasher, m.clock, m.logger)
+		if _, err := boot.EnsureSuperAdmin(ctx, m.cfg.BootstrapEmail, m.cfg.BootstrapPassword); err != nil {
+			return fmt.Errorf("bootstrap admin: %w", err)
+		}
+	}
+
+	m.server = &http.Server{
+		Handler:           m.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+	}
+	// HTTP/2 without TLS lets gRPC clients reach the Connect handlers on the
+	// same plain listener; TLS is terminated in front of the service.
+	m.server.Protocols = new(http.Protocols)
+	m.server.Protocols.SetHTTP1(true)
+	m.server.Protocols.SetUnencryptedHTTP2(true)
+	if m.listener, err = net.Listen("tcp", m.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("listen on %s: %w", m.cfg.HTTPAddr, err)
+	}
+	return nil
+}
+
+// readiness lists the dependencies /readyz and gRPC health report on.
+func (m *Main) readiness() []rest.Check {
+	checks := []rest.Check{{Name: "database", Ping: m.db.Ping}}
+	if !m.bus.InProcess() {
+		checks = append(checks, rest.Check{Name: "nats", Ping: m.bus.Ping})
+	}
+	return checks
+}
+
+// handler assembles the one listener's routes and shared middleware.
+func (m *Main) handler() http.Handler {
+	checks := m.readiness()
+	mux := http.NewServeMux()
+	rest.Mount(mux, rest.Deps{Logger: m.logger, PublicURL: m.cfg.PublicURL, Keys: m.keys, Checks: checks})
+	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
+		Keyring: m.keys,
+		Audit:   audit.NewService(m.db, m.authz),
+	}, m.logger))
+	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
+	rpc.Mount(mux, rpc.Deps{}, rpc.Options{
+		Logger:         m.logger,
+		TracerProvider: m.telemetry.TracerProvider,
+		Ready: func(ctx context.Context) error {
+			for _, c := range checks {
+				if err := c.Ping(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	var h http.Handler = mux
+	h = httpx.Authenticate(m.verifier, nil)(h)
+	h = httpx.NewClientIP(m.cfg.TrustedProxies).Middleware(h)
+	h = rest.Recover(m.logger)(h)
+	h = httpx.RequestID(h)
+	return otelhttp.NewHandler(h, "identity.http",
+		otelhttp.WithTracerProvider(m.telemetry.TracerProvider),
+		otelhttp.WithMeterProvider(m.telemetry.MeterProvider),
+		otelhttp.WithPropagators(m.telemetry.Propagator),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
+}
+
+// Addr is the bound listener address (useful with port 0).
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// Run serves until ctx ends, then drains in-flight requests for up to 10 s
+// and stops the background workers (key refresh and rotation, outbox relay).
+func (m *Main) Run(ctx context.Context) error {
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { m.keys.Run(bgCtx) })
+	wg.Go(func() {
+		if err := m.relay.Run(bgCtx); err != nil {
+			m.logger.Error("outbox relay stopped", "error", err)
+		}
+	})
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- m.server.Serve(m.listener) }()
+	m.logger.Info("identityd serving", "addr", m.Addr(), "public_url", m.cfg.PublicURL, "version", Version)
+
+	var err error
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		m.logger.Info("shutting down: draining in-flight requests", "grace", shutdownGrace)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		err = m.server.Shutdown(shutdownCtx)
+		cancel()
+	}
+	stopBackground()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases everything Open acquired; it is safe after a failed Open.
+func (m *Main) Close() error {
+	var errs []error
+	if m.listener != nil {
+		_ = m.listener.Close()
+	}
+	if m.bus != nil {
+		errs = append(errs, m.bus.Close())
+	}
+	if m.db != nil {
+		errs = append(errs, m.db.Close())
+	}
+	if m.telemetry != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.telemetry.Shutdown(ctx))
+		cancel()
+	}
+	return errors.Join(errs...)
+}

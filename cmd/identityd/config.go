@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/ghasi-ehealth/identity-service/core/password"
+	"github.com/ghasi-ehealth/identity-service/httpx"
+	"github.com/ghasi-ehealth/identity-service/persistence"
+)
+
+// Config is the whole runtime configuration, read from the environment
+// (CONTRACT.md §1). Load validates every value so that a bad one stops the
+// process at start with a message naming the variable.
+type Config struct {
+	HTTPAddr             string
+	PublicURL            string
+	JWTAudience          string
+	DatabaseURL          string
+	ValkeyURL            string
+	NATSURL              string
+	MasterKey            []byte // nil: load or generate MasterKeyFile (dev only)
+	MasterKeyFile        string
+	BootstrapEmail       string
+	BootstrapPassword    string
+	TenantServiceURL     string
+	WebAuthnRPID         string
+	WebAuthnOrigins      []string
+	TrustedProxies       []netip.Prefix
+	KeyRotationCron      string
+	Argon2MaxConcurrency int
+	Argon2Params         password.Params
+	KeycloakIssuer       string
+	KeycloakAudience     string
+	KeycloakTenantID     string
+	Migrate              bool
+	LogLevel             string
+	OTLPEndpoint         string
+}
+
+// ConfigError names the variable whose value is unusable.
+type ConfigError struct {
+	Var    string
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return e.Var + ": " + e.Reason }
+
+// LoadConfig reads the configuration through getenv (os.Getenv in main).
+func LoadConfig(getenv func(string) string) (Config, error) {
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		HTTPAddr:          get("IDENTITY_HTTP_ADDR", "127.0.0.1:8080"),
+		JWTAudience:       get("IDENTITY_JWT_AUDIENCE", "ghasi-platform"),
+		DatabaseURL:       get("IDENTITY_DATABASE_URL", "sqlite://./data/identity.db"),
+		ValkeyURL:         get("IDENTITY_VALKEY_URL", ""),
+		NATSURL:           get("IDENTITY_NATS_URL", ""),
+		MasterKeyFile:     get("IDENTITY_MASTER_KEY_FILE", "./data/master.key"),
+		BootstrapEmail:    get("IDENTITY_BOOTSTRAP_ADMIN_EMAIL", ""),
+		BootstrapPassword: getenv("IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"), // not trimmed: spaces are part of a password
+		TenantServiceURL:  get("IDENTITY_TENANT_SERVICE_URL", ""),
+		WebAuthnRPID:      get("IDENTITY_WEBAUTHN_RP_ID", "localhost"),
+		KeyRotationCron:   get("IDENTITY_KEY_ROTATION_CRON", "0 0 1 */3 *"),
+		KeycloakIssuer:    get("IDENTITY_KEYCLOAK_ISSUER", ""),
+		KeycloakAudience:  get("IDENTITY_KEYCLOAK_AUDIENCE", ""),
+		KeycloakTenantID:  get("IDENTITY_KEYCLOAK_TENANT_ID", ""),
+		LogLevel:          strings.ToLower(get("IDENTITY_LOG_LEVEL", "info")),
+		OTLPEndpoint:      get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+	}
+	bad := func(name, reason string) (Config, error) { return Config{}, &ConfigError{Var: name, Reason: reason} }
+
+	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
+		return bad("IDENTITY_HTTP_ADDR", "must be host:port, e.g. 127.0.0.1:8080")
+	}
+	c.PublicURL = strings.TrimRight(get("IDENTITY_PUBLIC_URL", "http://"+c.HTTPAddr), "/")
+	if !validHTTPURL(c.PublicURL) {
+		return bad("IDENTITY_PUBLIC_URL", "must be an absolute http(s) URL")
+	}
+	if _, _, err := persistence.ParseURL(c.DatabaseURL); err != nil {
+		return bad("IDENTITY_DATABASE_URL", err.Error())
+	}
+	if c.ValkeyURL != "" && !validURL(c.ValkeyURL, "redis", "rediss", "valkey", "valkeys") {
+		return bad("IDENTITY_VALKEY_URL", "must be redis://host:port/db (or rediss://, valkey://)")
+	}
+	if c.NATSURL != "" && !validURL(c.NATSURL, "nats", "tls") {
+		return bad("IDENTITY_NATS_URL", "must be nats://host:port")
+	}
+	if c.TenantServiceURL != "" && !validHTTPURL(c.TenantServiceURL) {
+		return bad("IDENTITY_TENANT_SERVICE_URL", "must be an absolute http(s) URL")
+	}
+	if c.KeycloakIssuer != "" && !validHTTPURL(c.KeycloakIssuer) {
+		return bad("IDENTITY_KEYCLOAK_ISSUER", "must be an absolute http(s) URL")
+	}
+	if raw := get("IDENTITY_MASTER_KEY", ""); raw != "" {
+		key, err := base64.StdEncoding.DecodeString(raw)
+		if err != nil || len(key) != 32 {
+			return bad("IDENTITY_MASTER_KEY", "must be the base64 encoding of exactly 32 bytes")
+		}
+		c.MasterKey = key
+	}
+	if (c.BootstrapEmail == "") != (c.BootstrapPassword == "") {
+		return bad("IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", "IDENTITY_BOOTSTRAP_ADMIN_EMAIL and IDENTITY_BOOTSTRAP_ADMIN_PASSWORD must be set together")
+	}
+	for _, o := range strings.Split(get("IDENTITY_WEBAUTHN_ORIGINS", "http://localhost:8080"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			if !validHTTPURL(o) {
+				return bad("IDENTITY_WEBAUTHN_ORIGINS", fmt.Sprintf("%q is not an http(s) origin", o))
+			}
+			c.WebAuthnOrigins = append(c.WebAuthnOrigins, o)
+		}
+	}
+	proxies, err := httpx.ParseTrustedProxies(get("IDENTITY_TRUSTED_PROXIES", ""))
+	if err != nil {
+		return bad("IDENTITY_TRUSTED_PROXIES", "must be a comma-separated list of CIDRs or IPs: "+err.Error())
+	}
+	c.TrustedProxies = proxies
+	if _, err := cron.ParseStandard(c.KeyRotationCron); err != nil {
+		return bad("IDENTITY_KEY_ROTATION_CRON", "must be a 5-field cron expression: "+err.Error())
+	}
+	c.Argon2MaxConcurrency = runtime.NumCPU()
+	if raw := get("IDENTITY_ARGON2_MAX_CONCURRENCY", ""); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > 1024 {
+			return bad("IDENTITY_ARGON2_MAX_CONCURRENCY", "must be an integer from 1 to 1024")
+		}
+		c.Argon2MaxConcurrency = n
+	}
+	params, err := password.ParseParams(get("IDENTITY_ARGON2_PARAMS", "m=65536,t=3,p=1"))
+	if err != nil {
+		return bad("IDENTITY_ARGON2_PARAMS", err.Error())
+	}
+	c.Argon2Params = params
+	switch raw := strings.ToLower(get("IDENTITY_MIGRATE", "true")); raw {
+	case "true", "1", "yes":
+		c.Migrate = true
+	case "false", "0", "no":
+	default:
+		return bad("IDENTITY_MIGRATE", "must be true or false")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("IDENTITY_LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	return c, nil
+}
+
+func validHTTPURL(s string) bool { return validURL(s, "http", "https") }
+
+func validURL(s string, schemes ...string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	for _, sc := range schemes {
+		if u.Scheme == sc {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,119 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/graph/generated"
+)
+
+// MaxBodyBytes caps a GraphQL request (CONTRACT.md §2).
+const MaxBodyBytes = 1 << 20
+
+// maxComplexity bounds the work one query may ask for.
+const maxComplexity = 2000
+
+// NewHandler returns the /graphql endpoint: POST and GET, introspection for
+// the admin UI's tooling, a query-complexity limit, and the error presenter
+// that puts the IDENT code in errors[].extensions.code.
+func NewHandler(r *Resolver, logger *slog.Logger) http.Handler {
+	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r}))
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.FixedComplexityLimit(maxComplexity))
+	srv.SetErrorPresenter(presentError(logger))
+	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
+		logger.ErrorContext(ctx, "panic in GraphQL resolver", "panic", v)
+		return core.Internal(nil)
+	})
+	srv.AroundResponses(codeRequestErrors)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		req.Body = http.MaxBytesReader(w, req.Body, MaxBodyBytes)
+		srv.ServeHTTP(w, req)
+	})
+}
+
+// presentError maps a resolver error to a GraphQL error: core errors keep
+// their safe message and code; gqlgen's own input errors become
+// IDENT_VALIDATION; anything else is logged and shown as IDENT_INTERNAL.
+func presentError(logger *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		var ce *core.Error
+		if errors.As(err, &ce) {
+			if ce.Kind == core.KindInternal || ce.Kind == core.KindUnavailable {
+				logger.ErrorContext(ctx, "GraphQL resolver failed", "code", ce.Code, "error", err,
+					"request_id", core.RequestIDFrom(ctx))
+			}
+			out := &gqlerror.Error{Message: ce.Msg, Path: graphql.GetPath(ctx), Extensions: extensions(ce)}
+			return out
+		}
+		var gqlErr *gqlerror.Error
+		if errors.As(err, &gqlErr) && gqlErr.Err == nil {
+			out := *gqlErr
+			out.Extensions = withCode(gqlErr.Extensions, core.CodeValidation)
+			return &out
+		}
+		logger.ErrorContext(ctx, "GraphQL resolver failed", "error", err, "request_id", core.RequestIDFrom(ctx))
+		return &gqlerror.Error{Message: "internal error", Path: graphql.GetPath(ctx), Extensions: extensions(core.Internal(nil))}
+	}
+}
+
+func extensions(ce *core.Error) map[string]any {
+	ext := map[string]any{"code": ce.Code}
+	if len(ce.Fields) > 0 {
+		ext["fields"] = ce.Fields
+	}
+	if ce.RetryAfter > 0 {
+		ext["retryAfter"] = int(math.Ceil(ce.RetryAfter.Seconds()))
+	}
+	for k, v := range ce.Extra {
+		if _, taken := ext[k]; !taken {
+			ext[k] = v
+		}
+	}
+	return ext
+}
+
+// withCode sets extensions.code, keeping gqlgen's own code as graphqlCode.
+func withCode(ext map[string]any, code string) map[string]any {
+	out := map[string]any{}
+	for k, v := range ext {
+		out[k] = v
+	}
+	if prev, ok := out["code"].(string); ok && prev != code {
+		out["graphqlCode"] = prev
+	}
+	out["code"] = code
+	return out
+}
+
+// codeRequestErrors gives parse and validation errors, which gqlgen reports
+// without the presenter, an IDENT code too.
+func codeRequestErrors(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	resp := next(ctx)
+	if resp == nil {
+		return resp
+	}
+	for _, e := range resp.Errors {
+		if code, _ := e.Extensions["code"].(string); !strings.HasPrefix(code, "IDENT_") {
+			e.Extensions = withCode(e.Extensions, core.CodeValidation)
+		}
+	}
+	return resp
+}
