@@ -9,7 +9,6 @@ import (
 	"context"
 
 	"github.com/ghasi-ehealth/identity-service/core/audit"
-
 	"github.com/ghasi-ehealth/identity-service/graph/generated"
 	"github.com/ghasi-ehealth/identity-service/graph/model"
 )

@@ -119,7 +119,9 @@ func connect(url, name string, logger *slog.Logger) (*nats.Conn, error) {
 		nats.Timeout(dialTimeout),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn("NATS disconnected", "conn", name, "error", err)
+			if err != nil { // nil means we closed it
+				logger.Warn("NATS disconnected", "conn", name, "error", err)
+			}
 		}),
 		nats.ReconnectHandler(func(_ *nats.Conn) { logger.Info("NATS reconnected", "conn", name) }),
 	)

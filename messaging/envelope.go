@@ -124,8 +124,6 @@ func (e *Envelope) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-var errNoEnvelopeID = errors.New("envelope has no id")
-
 // ParseEnvelope decodes payload and checks the members a consumer relies on
 // (id and type), so a malformed message can be told from a failing handler.
 func ParseEnvelope(payload []byte) (Envelope, error) {
@@ -134,7 +132,7 @@ func ParseEnvelope(payload []byte) (Envelope, error) {
 		return Envelope{}, err
 	}
 	if env.ID == "" {
-		return Envelope{}, errNoEnvelopeID
+		return Envelope{}, errors.New("envelope has no id")
 	}
 	if env.Type == "" {
 		return Envelope{}, errors.New("envelope has no type")

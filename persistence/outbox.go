@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.opentelemetry.io/otel/propagation"
 
@@ -25,8 +26,14 @@ func (db *DB) AddEvents(ctx context.Context, events ...core.Event) error {
 	propagation.TraceContext{}.Inject(ctx, carrier)
 	traceparent := carrier.Get("traceparent")
 	for _, evt := range events {
-		if evt.ID == "" || evt.Type == "" || evt.Subject == "" || evt.Time.IsZero() {
-			return core.Internal(fmt.Errorf("outbox: event %q lacks id, type, subject or time", evt.Type))
+		if evt.ID == "" || evt.Subject == "" || evt.Time.IsZero() {
+			return core.Internal(fmt.Errorf("outbox: event %q lacks id, subject or time", evt.Type))
+		}
+		// The relay publishes on subject = type into the identity.> stream;
+		// any other type would fail there forever and hold up the events
+		// behind it, so refuse it here where the caller sees the bug.
+		if !strings.HasPrefix(evt.Type, "identity.") {
+			return core.Internal(fmt.Errorf("outbox: event type %q is not under identity.", evt.Type))
 		}
 		data, err := json.Marshal(evt.Data)
 		if err != nil {

@@ -315,12 +315,14 @@ func (s *Service) Refresh(ctx context.Context) error {
 }
 
 func (s *Service) reload(ctx context.Context) error {
+	// Read under the lock too: otherwise a slow read that started before a
+	// rotation could replace the keyring a faster, later read installed.
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	rows, err := s.store.ListKeys(ctx, PurposeJWT)
 	if err != nil {
 		return err
 	}
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
 	r, err := buildKeyring(rows, s.ring.Load(), s.wrapper, s.now(), s.log)
 	if err != nil {
 		return core.Internal(err)

@@ -80,6 +80,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*core.Principal, err
 		ContextNodeID: c.ContextNodeID,
 		ExpiresAt:     c.Exp.t,
 	}
+	if len(p.TenantIDs) == 0 {
+		p.TenantIDs = []string{c.Tid}
+	}
 	if slices.Contains(c.Amr, AMRClient) {
 		p.Type = core.PrincipalServiceAccount
 	}

@@ -216,7 +216,9 @@ type revocations struct {
 	err     error
 }
 
-func (r revocations) IsRevoked(_ context.Context, id string) (bool, error) { return r.revoked[id], r.err }
+func (r revocations) IsRevoked(_ context.Context, id string) (bool, error) {
+	return r.revoked[id], r.err
+}
 
 func TestVerifyChecksRevocation(t *testing.T) {
 	rev := revocations{revoked: map[string]bool{"jti-revoked": true}}

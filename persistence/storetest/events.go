@@ -76,6 +76,11 @@ func testOutboxTransactional(t *testing.T, db *persistence.DB) {
 		return db.AddEvents(ctx, core.Event{Type: "identity.test.v1", Subject: "s", Time: t0, Data: map[string]any{}})
 	})
 	require.Error(t, err, "an event needs an id")
+	err = db.InTx(ctx, func(ctx context.Context) error {
+		return db.AddEvents(ctx, core.NewEvent(t0, "tenant.role.changed.v1", "s", tenant, map[string]any{}))
+	})
+	require.Error(t, err, "only identity.* types go to the outbox (the relay's stream holds identity.>)")
+	require.Len(t, allEvents(t, db), 1)
 }
 
 func testEventRoundTrip(t *testing.T, db *persistence.DB) {

@@ -104,6 +104,42 @@ func testKeys(t *testing.T, open dbtest.Opener) {
 		require.True(t, now.Equal(*got[k.KID].RetiredAt), "the losing call changed nothing")
 	})
 
+	t.Run("racing transitions: the second waits and then loses", func(t *testing.T) {
+		ctx := context.Background()
+		st := persistence.NewKeyStore(open(t))
+		now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+		k := storedKey(keys.PurposeJWT, keys.StateActive, now)
+		require.NoError(t, st.InsertKey(ctx, k))
+		pu := now.Add(time.Hour)
+
+		firstDone := make(chan struct{})
+		holding := make(chan struct{})
+		results := make(chan bool, 2)
+		errs := make(chan error, 2)
+		go func() {
+			defer close(firstDone)
+			errs <- st.InTx(ctx, func(ctx context.Context) error {
+				ok, err := st.TransitionKey(ctx, k.KID, keys.StateActive, keys.StateRetired, now, &pu)
+				results <- ok
+				close(holding)
+				time.Sleep(100 * time.Millisecond) // keep the row locked while the other one starts
+				return err
+			})
+		}()
+		<-holding
+		errs <- st.InTx(ctx, func(ctx context.Context) error {
+			ok, err := st.TransitionKey(ctx, k.KID, keys.StateActive, keys.StateRetired, now.Add(time.Minute), &pu)
+			results <- ok
+			return err
+		})
+		<-firstDone
+		require.NoError(t, <-errs)
+		require.NoError(t, <-errs)
+		require.True(t, <-results, "the first transition wins")
+		require.False(t, <-results, "the second sees the committed state and matches nothing")
+		require.True(t, now.Equal(*byKID(t, st, keys.PurposeJWT)[k.KID].RetiredAt))
+	})
+
 	t.Run("only one active and one next key per purpose", func(t *testing.T) {
 		ctx := context.Background()
 		st := persistence.NewKeyStore(open(t))
