@@ -29,7 +29,8 @@ generate:
 
 ## check-generated: fails when `make generate` changes any file
 check-generated: generate
-	@git status --porcelain -- graph rpc/gen | grep . && { echo "generated code is out of date: run make generate and commit" >&2; exit 1; } || true
+	@git diff --quiet -- graph rpc/gen && test -z "$$(git ls-files --others --exclude-standard -- graph rpc/gen)" \
+		|| { git status --short -- graph rpc/gen; echo "generated code is out of date: run make generate and commit" >&2; exit 1; }
 
 ## lint: gofmt, go vet, buf lint
 lint:

@@ -34,6 +34,8 @@ const (
 	ackWait     = 30 * time.Second
 	pullBatch   = 16
 	dialTimeout = 5 * time.Second
+	// streamMaxAge bounds how long JetStream keeps a delivered event.
+	streamMaxAge = 7 * 24 * time.Hour
 )
 
 // Bus is the event transport: NATS JetStream when a URL is configured,
@@ -142,6 +144,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream) error {
 		Description: "events emitted by identity-service (subject = event type)",
 		Subjects:    []string{StreamSubject},
 		Storage:     jetstream.FileStorage,
+		// The stream is a delivery buffer, not the record: the outbox table
+		// keeps every event. A week covers any consumer outage worth waiting for.
+		MaxAge: streamMaxAge,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return nil // another instance created it meanwhile

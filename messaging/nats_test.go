@@ -3,7 +3,6 @@ package messaging_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
@@ -18,19 +17,11 @@ import (
 	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 )
 
-// natsURL is the test server: IDENTITY_TEST_NATS_URL or the local default.
-func natsURL() string {
-	if u := os.Getenv("IDENTITY_TEST_NATS_URL"); u != "" {
-		return u
-	}
-	return "nats://127.0.0.1:4222"
-}
-
 // jetStream connects a raw client for setup and cleanup, skipping the test
 // when NATS is unreachable (failing it under CI=true).
 func jetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(natsURL(), nats.Timeout(2*time.Second))
+	nc, err := nats.Connect(dbtest.NATSURL(), nats.Timeout(2*time.Second))
 	dbtest.NeedServer(t, "NATS", err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -43,7 +34,7 @@ func jetStream(t *testing.T) jetstream.JetStream {
 func natsBus(t *testing.T) (*messaging.Bus, jetstream.JetStream) {
 	t.Helper()
 	js := jetStream(t)
-	bus, err := messaging.NewBus(context.Background(), natsURL(), testLogger(t))
+	bus, err := messaging.NewBus(context.Background(), dbtest.NATSURL(), testLogger(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bus.Close() })
 	require.False(t, bus.InProcess())

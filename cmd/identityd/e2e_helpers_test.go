@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -56,7 +55,7 @@ func startService(t *testing.T, env map[string]string) *testService {
 	t.Helper()
 	cfg, err := LoadConfig(envOf(env))
 	require.NoError(t, err)
-	m := NewMain(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	m := NewMain(cfg, testLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, m.Open(ctx))
 	s := &testService{main: m, baseURL: "http://" + m.Addr(), cancel: cancel, done: make(chan error, 1)}
@@ -148,4 +147,16 @@ func h2cClient() *http.Client {
 	protocols := new(http.Protocols)
 	protocols.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: &http.Transport{Protocols: protocols}}
+}
+
+// testLogger writes the service's warnings and errors into the test log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
 }

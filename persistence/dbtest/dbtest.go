@@ -99,3 +99,11 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// NATSURL returns IDENTITY_TEST_NATS_URL or the local JetStream server.
+func NATSURL() string {
+	if u := os.Getenv("IDENTITY_TEST_NATS_URL"); u != "" {
+		return u
+	}
+	return "nats://127.0.0.1:4222"
+}
