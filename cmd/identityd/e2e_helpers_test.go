@@ -31,7 +31,7 @@ const (
 
 // baseEnv is a fast, isolated configuration: SQLite in a temp dir, low
 // argon2 cost, a bootstrap admin, port 0.
-func baseEnv(t *testing.T) map[string]string {
+func baseEnv(t testing.TB) map[string]string {
 	dir := t.TempDir()
 	return map[string]string{
 		"IDENTITY_HTTP_ADDR":                "127.0.0.1:0",
@@ -45,13 +45,13 @@ func baseEnv(t *testing.T) map[string]string {
 }
 
 // postgresEnv is baseEnv on a fresh Postgres schema.
-func postgresEnv(t *testing.T) map[string]string {
+func postgresEnv(t testing.TB) map[string]string {
 	env := baseEnv(t)
 	env["IDENTITY_DATABASE_URL"] = dbtest.PostgresSchemaURL(t)
 	return env
 }
 
-func startService(t *testing.T, env map[string]string) *testService {
+func startService(t testing.TB, env map[string]string) *testService {
 	t.Helper()
 	cfg, err := LoadConfig(envOf(env))
 	require.NoError(t, err)
@@ -65,7 +65,7 @@ func startService(t *testing.T, env map[string]string) *testService {
 }
 
 // stop shuts the service down gracefully; it is idempotent.
-func (s *testService) stop(t *testing.T) {
+func (s *testService) stop(t testing.TB) {
 	if s.cancel == nil {
 		return
 	}
@@ -150,11 +150,11 @@ func h2cClient() *http.Client {
 }
 
 // testLogger writes the service's warnings and errors into the test log.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))

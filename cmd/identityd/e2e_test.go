@@ -57,7 +57,7 @@ func TestServeJWKSAndDiscovery(t *testing.T) {
 }
 
 func TestRotateSigningKeyThroughGraphQL(t *testing.T) {
-	for name, env := range map[string]func(*testing.T) map[string]string{"sqlite": baseEnv, "postgres": postgresEnv} {
+	for name, env := range map[string]func(testing.TB) map[string]string{"sqlite": baseEnv, "postgres": postgresEnv} {
 		t.Run(name, func(t *testing.T) {
 			s := startService(t, env(t))
 			oldToken := s.adminToken(t)
