@@ -71,6 +71,9 @@ func (m *Main) openStore(ctx context.Context) error {
 		return fmt.Errorf("open database: %w", err)
 	}
 	m.db = db
+	if m.telemetry != nil {
+		db.Trace(m.telemetry.TracerProvider)
+	}
 	if db.Dialect() == persistence.SQLite {
 		m.logger.Info("using SQLite: single-node only; use PostgreSQL to run several instances")
 	}
