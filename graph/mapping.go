@@ -7,6 +7,8 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/tenancy"
+	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/graph/model"
 )
 
@@ -44,4 +46,49 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+func tenantOut(t tenancy.Tenant) *model.Tenant {
+	return &model.Tenant{ID: t.ID, Name: t.Name, Slug: t.Slug, SelfRegistration: t.SelfRegistration,
+		MfaRequired: t.MFARequired, CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC()}
+}
+
+func nodeOut(n tenancy.Node) *model.HierarchyNode {
+	return &model.HierarchyNode{ID: n.ID, TenantID: n.TenantID, ParentID: n.ParentID, Name: n.Name, Kind: n.Kind, CreatedAt: n.CreatedAt.UTC()}
+}
+
+func membershipOut(m core.Membership) *model.Membership {
+	out := &model.Membership{UserID: m.UserID, TenantID: m.TenantID, Roles: m.Roles}
+	if m.NodeID != "" {
+		node := m.NodeID
+		out.NodeID = &node
+	}
+	if out.Roles == nil {
+		out.Roles = []string{}
+	}
+	return out
+}
+
+func userOut(u user.User) *model.User {
+	return &model.User{ID: u.ID, TenantID: u.TenantID, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName,
+		Status: model.UserStatus(strings.ToUpper(string(u.Status))), CreatedAt: u.CreatedAt.UTC(), DeactivatedAt: u.DeactivatedAt}
+}
+
+func userConnection(p user.Page) *model.UserConnection {
+	conn := &model.UserConnection{Edges: make([]model.UserEdge, 0, len(p.Items)), PageInfo: &model.PageInfo{HasNextPage: p.NextCursor != ""}}
+	for _, u := range p.Items {
+		conn.Edges = append(conn.Edges, model.UserEdge{Cursor: user.Cursor(u), Node: userOut(u)})
+	}
+	if n := len(conn.Edges); n > 0 {
+		end := conn.Edges[n-1].Cursor
+		conn.PageInfo.EndCursor = &end
+	}
+	return conn
+}
+
+func userResult(u user.User, err error) (*model.User, error) {
+	if err != nil {
+		return nil, err
+	}
+	return userOut(u), nil
 }

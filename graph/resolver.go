@@ -6,8 +6,11 @@ package graph
 import (
 	"context"
 
+	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/tenancy"
+	"github.com/ghasi-ehealth/identity-service/core/user"
 )
 
 // KeyAdmin is the keyring as administrators see it.
@@ -21,8 +24,32 @@ type EventLog interface {
 	ListEvents(ctx context.Context, f audit.Filter) (audit.Page, error)
 }
 
+// Directory is the tenant directory: tenants, nodes, memberships.
+type Directory interface {
+	CreateTenant(ctx context.Context, in tenancy.CreateTenantInput) (tenancy.Tenant, error)
+	UpdateTenant(ctx context.Context, id string, in tenancy.UpdateTenantInput) (tenancy.Tenant, error)
+	ListTenants(ctx context.Context) ([]tenancy.Tenant, error)
+	CreateNode(ctx context.Context, in tenancy.CreateNodeInput) (tenancy.Node, error)
+	ListNodes(ctx context.Context, tenantID string) ([]tenancy.Node, error)
+	AddMembership(ctx context.Context, in tenancy.MembershipInput) (core.Membership, error)
+	RemoveMembership(ctx context.Context, userID, tenantID string, nodeID *string) (bool, error)
+}
+
+// Users is the user lifecycle.
+type Users interface {
+	Me(ctx context.Context) (user.User, error)
+	Create(ctx context.Context, in user.CreateInput) (user.User, error)
+	Get(ctx context.Context, id string) (user.User, error)
+	List(ctx context.Context, f user.ListFilter) (user.Page, error)
+	Suspend(ctx context.Context, id string) (user.User, error)
+	Reactivate(ctx context.Context, id string) (user.User, error)
+	Erase(ctx context.Context, id string) (user.User, error)
+}
+
 // Resolver holds the core services the resolvers call.
 type Resolver struct {
-	Keyring KeyAdmin
-	Audit   EventLog
+	Keyring     KeyAdmin
+	Audit       EventLog
+	Directory   Directory
+	UserService Users
 }

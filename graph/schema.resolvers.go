@@ -7,11 +7,83 @@ package graph
 
 import (
 	"context"
+	"strings"
+
+	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/tenancy"
+	"github.com/ghasi-ehealth/identity-service/core/user"
 
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/graph/generated"
 	"github.com/ghasi-ehealth/identity-service/graph/model"
 )
+
+// CreateTenant is the resolver for the createTenant field.
+func (r *mutationResolver) CreateTenant(ctx context.Context, input model.CreateTenantInput) (*model.Tenant, error) {
+	t, err := r.Directory.CreateTenant(ctx, tenancy.CreateTenantInput{Name: input.Name, Slug: input.Slug,
+		SelfRegistration: deref(input.SelfRegistration), MFARequired: deref(input.MfaRequired)})
+	if err != nil {
+		return nil, err
+	}
+	return tenantOut(t), nil
+}
+
+// UpdateTenant is the resolver for the updateTenant field.
+func (r *mutationResolver) UpdateTenant(ctx context.Context, id string, input model.UpdateTenantInput) (*model.Tenant, error) {
+	t, err := r.Directory.UpdateTenant(ctx, id, tenancy.UpdateTenantInput{SelfRegistration: input.SelfRegistration, MFARequired: input.MfaRequired})
+	if err != nil {
+		return nil, err
+	}
+	return tenantOut(t), nil
+}
+
+// CreateNode is the resolver for the createNode field.
+func (r *mutationResolver) CreateNode(ctx context.Context, input model.CreateNodeInput) (*model.HierarchyNode, error) {
+	n, err := r.Directory.CreateNode(ctx, tenancy.CreateNodeInput{TenantID: input.TenantID, ParentID: input.ParentID, Name: input.Name, Kind: input.Kind})
+	if err != nil {
+		return nil, err
+	}
+	return nodeOut(n), nil
+}
+
+// AddMembership is the resolver for the addMembership field.
+func (r *mutationResolver) AddMembership(ctx context.Context, input model.MembershipInput) (*model.Membership, error) {
+	m, err := r.Directory.AddMembership(ctx, tenancy.MembershipInput{UserID: input.UserID, TenantID: input.TenantID, NodeID: input.NodeID, Roles: input.Roles})
+	if err != nil {
+		return nil, err
+	}
+	return membershipOut(m), nil
+}
+
+// RemoveMembership is the resolver for the removeMembership field.
+func (r *mutationResolver) RemoveMembership(ctx context.Context, userID string, tenantID string, nodeID *string) (bool, error) {
+	return r.Directory.RemoveMembership(ctx, userID, tenantID, nodeID)
+}
+
+// CreateUser is the resolver for the createUser field.
+func (r *mutationResolver) CreateUser(ctx context.Context, input model.CreateUserInput) (*model.User, error) {
+	u, err := r.UserService.Create(ctx, user.CreateInput{TenantID: deref(input.TenantID), Email: input.Email,
+		FirstName: input.FirstName, LastName: input.LastName, Password: input.Password})
+	if err != nil {
+		return nil, err
+	}
+	return userOut(u), nil
+}
+
+// SuspendUser is the resolver for the suspendUser field.
+func (r *mutationResolver) SuspendUser(ctx context.Context, id string) (*model.User, error) {
+	return userResult(r.UserService.Suspend(ctx, id))
+}
+
+// ReactivateUser is the resolver for the reactivateUser field.
+func (r *mutationResolver) ReactivateUser(ctx context.Context, id string) (*model.User, error) {
+	return userResult(r.UserService.Reactivate(ctx, id))
+}
+
+// EraseUser is the resolver for the eraseUser field.
+func (r *mutationResolver) EraseUser(ctx context.Context, id string) (*model.User, error) {
+	return userResult(r.UserService.Erase(ctx, id))
+}
 
 // RotateSigningKey is the resolver for the rotateSigningKey field.
 func (r *mutationResolver) RotateSigningKey(ctx context.Context) (*model.SigningKey, error) {
@@ -21,6 +93,59 @@ func (r *mutationResolver) RotateSigningKey(ctx context.Context) (*model.Signing
 	}
 	out := signingKey(k)
 	return &out, nil
+}
+
+// Me is the resolver for the me field.
+func (r *queryResolver) Me(ctx context.Context) (*model.User, error) {
+	return userResult(r.UserService.Me(ctx))
+}
+
+// User is the resolver for the user field.
+func (r *queryResolver) User(ctx context.Context, id string) (*model.User, error) {
+	u, err := r.UserService.Get(ctx, id)
+	if core.IsKind(err, core.KindNotFound) {
+		return nil, nil // the schema's nullable answer for "not in your reach"
+	}
+	return userResult(u, err)
+}
+
+// Users is the resolver for the users field.
+func (r *queryResolver) Users(ctx context.Context, tenantID *string, status *model.UserStatus, first *int, after *string) (*model.UserConnection, error) {
+	var st user.Status
+	if status != nil {
+		st = user.Status(strings.ToLower(string(*status)))
+	}
+	page, err := r.UserService.List(ctx, user.ListFilter{TenantID: deref(tenantID), Status: st, After: deref(after), Limit: deref(first)})
+	if err != nil {
+		return nil, err
+	}
+	return userConnection(page), nil
+}
+
+// Tenants is the resolver for the tenants field.
+func (r *queryResolver) Tenants(ctx context.Context) ([]model.Tenant, error) {
+	ts, err := r.Directory.ListTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.Tenant, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, *tenantOut(t))
+	}
+	return out, nil
+}
+
+// Nodes is the resolver for the nodes field.
+func (r *queryResolver) Nodes(ctx context.Context, tenantID string) ([]model.HierarchyNode, error) {
+	ns, err := r.Directory.ListNodes(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.HierarchyNode, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, *nodeOut(n))
+	}
+	return out, nil
 }
 
 // Events is the resolver for the events field.

@@ -10,8 +10,9 @@ import (
 	"github.com/ghasi-ehealth/identity-service/messaging/eventtest"
 )
 
-// contractTypes is every event type of CONTRACT.md §8 plus the two consumed
-// tenant-service types; each must have exactly one schema.
+// contractTypes is every event type of CONTRACT.md §8, the local tenant
+// directory's types, and the two consumed tenant-service types; each must
+// have exactly one schema.
 var contractTypes = []string{
 	"identity.api_key.issued.v1",
 	"identity.api_key.revoked.v1",
@@ -26,9 +27,13 @@ var contractTypes = []string{
 	"identity.license.assignment.status_changed.v1",
 	"identity.license.module.created.v1",
 	"identity.license.module.updated.v1",
+	"identity.membership.changed.v1",
+	"identity.node.created.v1",
 	"identity.service_account.created.v1",
 	"identity.session.created.v1",
 	"identity.session.revoked.v1",
+	"identity.tenant.created.v1",
+	"identity.tenant.updated.v1",
 	"identity.user.deactivated.v1",
 	"identity.user.email_verified.v1",
 	"identity.user.logged_in.v1",
@@ -164,6 +169,14 @@ func TestTypeSpecificRules(t *testing.T) {
 		{"identity.license.assignment.created.v1", func(_, d map[string]any) { d["fromStatus"] = nil }, true},
 		{"identity.license.assignment.status_changed.v1", func(_, d map[string]any) { d["toStatus"] = "paused" }, false},
 		{"identity.jwks.rotated.v1", func(_, d map[string]any) { d["previousKid"], d["previousKeyRetiresAt"] = nil, nil }, true},
+		{"identity.membership.changed.v1", func(_, d map[string]any) { d["nodeId"] = nil }, true},
+		{"identity.membership.changed.v1", func(_, d map[string]any) { d["roles"] = []any{} }, true},
+		{"identity.membership.changed.v1", func(_, d map[string]any) { d["change"] = "granted" }, false},
+		{"identity.membership.changed.v1", func(_, d map[string]any) { d["roles"] = []any{""} }, false},
+		{"identity.node.created.v1", func(_, d map[string]any) { d["parentId"] = nil }, true},
+		{"identity.node.created.v1", func(_, d map[string]any) { d["kind"] = "" }, false},
+		{"identity.tenant.created.v1", func(_, d map[string]any) { d["slug"] = "Not A Slug" }, false},
+		{"identity.tenant.updated.v1", func(_, d map[string]any) { d["mfaRequired"] = "yes" }, false},
 		{"tenant.role.changed.v1", func(env, _ map[string]any) { env["source"] = "identity-service" }, false},
 		{"tenant.role.changed.v1", func(env, _ map[string]any) { env["partitionkey"] = "x" }, true}, // foreign extensions allowed
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/ghasi-ehealth/identity-service/core"
@@ -23,10 +24,12 @@ func NewDirectoryStore(db *DB) *DirectoryStore { return &DirectoryStore{DB: db} 
 
 // SuperAdminExists reports whether any membership grants SUPER_ADMIN.
 func (s *DirectoryStore) SuperAdminExists(ctx context.Context) (bool, error) {
-	// roles is a JSON array of role names; a quoted match is exact.
+	// roles is a JSON array of role names; a quoted match is exact once the
+	// LIKE wildcard "_" inside SUPER_ADMIN is escaped.
 	var n int
 	err := s.conn(ctx).QueryRowContext(ctx,
-		`SELECT count(*) FROM memberships WHERE roles LIKE ?`, `%"`+core.RoleSuperAdmin+`"%`).Scan(&n)
+		`SELECT count(*) FROM memberships WHERE roles LIKE ? ESCAPE '!'`,
+		`%"`+strings.ReplaceAll(core.RoleSuperAdmin, "_", "!_")+`"%`).Scan(&n)
 	return n > 0, translate(err)
 }
 

@@ -14,6 +14,8 @@ type Deps struct {
 	PublicURL string
 	Keys      JWKSource
 	Checks    []Check
+	Tenants   Tenants
+	Users     Users
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -25,6 +27,12 @@ func Mount(mux *http.ServeMux, d Deps) {
 	mux.HandleFunc("GET /readyz", readyz(d.Checks))
 	mux.HandleFunc("GET /.well-known/jwks.json", jwks(d.Keys))
 	mux.HandleFunc("GET /.well-known/openid-configuration", openIDConfiguration(d.PublicURL))
+	if d.Tenants != nil {
+		mountTenants(mux, errs, d.Tenants)
+	}
+	if d.Users != nil {
+		mountUsers(mux, errs, d.Users)
+	}
 	mux.HandleFunc("/", fallback(mux, errs))
 }
 

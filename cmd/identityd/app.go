@@ -17,6 +17,8 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/password"
+	"github.com/ghasi-ehealth/identity-service/core/tenancy"
+	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/core/token"
 	"github.com/ghasi-ehealth/identity-service/graph"
 	"github.com/ghasi-ehealth/identity-service/httpx"
@@ -54,6 +56,9 @@ type Main struct {
 	verifier  *token.Verifier
 	authz     *core.Authorizer
 	directory *persistence.DirectoryStore
+	master    *keys.MasterKey
+	tenancy   *tenancy.Service
+	users     *user.Service
 
 	listener net.Listener
 	server   *http.Server
@@ -97,11 +102,11 @@ func (m *Main) openKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	master, err := keys.NewMasterKey(raw)
+	m.master, err = keys.NewMasterKey(raw)
 	if err != nil {
 		return err
 	}
-	m.keys, err = keys.NewService(persistence.NewKeyStore(m.db), master, m.clock, m.authz, m.logger,
+	m.keys, err = keys.NewService(persistence.NewKeyStore(m.db), m.master, m.clock, m.authz, m.logger,
 		keys.Config{RotationCron: m.cfg.KeyRotationCron})
 	if err != nil {
 		return err
@@ -129,6 +134,18 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.issuer = token.NewIssuer(m.keys, m.cfg.PublicURL, m.cfg.JWTAudience, m.clock, accessTokenTTL)
 	m.verifier = token.NewVerifier(m.keys, m.cfg.PublicURL, m.cfg.JWTAudience, m.clock, nil)
+
+	policy, err := password.NewPolicy(m.cfg.BreachedPasswordsFile)
+	if err != nil {
+		return &ConfigError{Var: "IDENTITY_BREACHED_PASSWORDS_FILE", Reason: err.Error()}
+	}
+	m.tenancy = tenancy.NewService(persistence.NewTenancyStore(m.db), m.authz, m.clock)
+	// Sessions arrive with the login capability; until then suspension and
+	// erasure have no sessions to revoke.
+	m.users = user.NewService(persistence.NewUserStore(m.db), m.authz, m.hasher, policy, user.NoSessions{}, m.clock, user.Config{
+		PublicURL: m.cfg.PublicURL,
+		TokenKey:  m.master.DeriveSecret(user.TokenKeyLabel),
+	})
 
 	if m.bus, err = messaging.NewBus(ctx, m.cfg.NATSURL, m.logger); err != nil {
 		return fmt.Errorf("event bus: %w", err)
@@ -175,10 +192,13 @@ func (m *Main) readiness() []rest.Check {
 func (m *Main) handler() http.Handler {
 	checks := m.readiness()
 	mux := http.NewServeMux()
-	rest.Mount(mux, rest.Deps{Logger: m.logger, PublicURL: m.cfg.PublicURL, Keys: m.keys, Checks: checks})
+	rest.Mount(mux, rest.Deps{Logger: m.logger, PublicURL: m.cfg.PublicURL, Keys: m.keys, Checks: checks,
+		Tenants: m.tenancy, Users: m.users})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
-		Keyring: m.keys,
-		Audit:   audit.NewService(m.db, m.authz),
+		Keyring:     m.keys,
+		Audit:       audit.NewService(m.db, m.authz),
+		Directory:   m.tenancy,
+		UserService: m.users,
 	}, m.logger))
 	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
 	rpc.Mount(mux, rpc.Deps{}, rpc.Options{

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -21,29 +22,30 @@ import (
 // (CONTRACT.md §1). Load validates every value so that a bad one stops the
 // process at start with a message naming the variable.
 type Config struct {
-	HTTPAddr             string
-	PublicURL            string
-	JWTAudience          string
-	DatabaseURL          string
-	ValkeyURL            string
-	NATSURL              string
-	MasterKey            []byte // nil: load or generate MasterKeyFile (dev only)
-	MasterKeyFile        string
-	BootstrapEmail       string
-	BootstrapPassword    string
-	TenantServiceURL     string
-	WebAuthnRPID         string
-	WebAuthnOrigins      []string
-	TrustedProxies       []netip.Prefix
-	KeyRotationCron      string
-	Argon2MaxConcurrency int
-	Argon2Params         password.Params
-	KeycloakIssuer       string
-	KeycloakAudience     string
-	KeycloakTenantID     string
-	Migrate              bool
-	LogLevel             string
-	OTLPEndpoint         string
+	HTTPAddr              string
+	PublicURL             string
+	JWTAudience           string
+	DatabaseURL           string
+	ValkeyURL             string
+	NATSURL               string
+	MasterKey             []byte // nil: load or generate MasterKeyFile (dev only)
+	MasterKeyFile         string
+	BootstrapEmail        string
+	BootstrapPassword     string
+	TenantServiceURL      string
+	WebAuthnRPID          string
+	WebAuthnOrigins       []string
+	TrustedProxies        []netip.Prefix
+	KeyRotationCron       string
+	Argon2MaxConcurrency  int
+	Argon2Params          password.Params
+	BreachedPasswordsFile string
+	KeycloakIssuer        string
+	KeycloakAudience      string
+	KeycloakTenantID      string
+	Migrate               bool
+	LogLevel              string
+	OTLPEndpoint          string
 }
 
 // ConfigError names the variable whose value is unusable.
@@ -63,22 +65,23 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return def
 	}
 	c := Config{
-		HTTPAddr:          get("IDENTITY_HTTP_ADDR", "127.0.0.1:8080"),
-		JWTAudience:       get("IDENTITY_JWT_AUDIENCE", "ghasi-platform"),
-		DatabaseURL:       get("IDENTITY_DATABASE_URL", "sqlite://./data/identity.db"),
-		ValkeyURL:         get("IDENTITY_VALKEY_URL", ""),
-		NATSURL:           get("IDENTITY_NATS_URL", ""),
-		MasterKeyFile:     get("IDENTITY_MASTER_KEY_FILE", "./data/master.key"),
-		BootstrapEmail:    get("IDENTITY_BOOTSTRAP_ADMIN_EMAIL", ""),
-		BootstrapPassword: getenv("IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"), // not trimmed: spaces are part of a password
-		TenantServiceURL:  get("IDENTITY_TENANT_SERVICE_URL", ""),
-		WebAuthnRPID:      get("IDENTITY_WEBAUTHN_RP_ID", "localhost"),
-		KeyRotationCron:   get("IDENTITY_KEY_ROTATION_CRON", "0 0 1 */3 *"),
-		KeycloakIssuer:    get("IDENTITY_KEYCLOAK_ISSUER", ""),
-		KeycloakAudience:  get("IDENTITY_KEYCLOAK_AUDIENCE", ""),
-		KeycloakTenantID:  get("IDENTITY_KEYCLOAK_TENANT_ID", ""),
-		LogLevel:          strings.ToLower(get("IDENTITY_LOG_LEVEL", "info")),
-		OTLPEndpoint:      get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+		HTTPAddr:              get("IDENTITY_HTTP_ADDR", "127.0.0.1:8080"),
+		JWTAudience:           get("IDENTITY_JWT_AUDIENCE", "ghasi-platform"),
+		DatabaseURL:           get("IDENTITY_DATABASE_URL", "sqlite://./data/identity.db"),
+		ValkeyURL:             get("IDENTITY_VALKEY_URL", ""),
+		NATSURL:               get("IDENTITY_NATS_URL", ""),
+		MasterKeyFile:         get("IDENTITY_MASTER_KEY_FILE", "./data/master.key"),
+		BootstrapEmail:        get("IDENTITY_BOOTSTRAP_ADMIN_EMAIL", ""),
+		BootstrapPassword:     getenv("IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"), // not trimmed: spaces are part of a password
+		TenantServiceURL:      get("IDENTITY_TENANT_SERVICE_URL", ""),
+		WebAuthnRPID:          get("IDENTITY_WEBAUTHN_RP_ID", "localhost"),
+		KeyRotationCron:       get("IDENTITY_KEY_ROTATION_CRON", "0 0 1 */3 *"),
+		KeycloakIssuer:        get("IDENTITY_KEYCLOAK_ISSUER", ""),
+		BreachedPasswordsFile: get("IDENTITY_BREACHED_PASSWORDS_FILE", ""),
+		KeycloakAudience:      get("IDENTITY_KEYCLOAK_AUDIENCE", ""),
+		KeycloakTenantID:      get("IDENTITY_KEYCLOAK_TENANT_ID", ""),
+		LogLevel:              strings.ToLower(get("IDENTITY_LOG_LEVEL", "info")),
+		OTLPEndpoint:          get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
 	}
 	bad := func(name, reason string) (Config, error) { return Config{}, &ConfigError{Var: name, Reason: reason} }
 
@@ -143,6 +146,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return bad("IDENTITY_ARGON2_PARAMS", err.Error())
 	}
 	c.Argon2Params = params
+	if c.BreachedPasswordsFile != "" {
+		if _, err := os.Stat(c.BreachedPasswordsFile); err != nil {
+			return bad("IDENTITY_BREACHED_PASSWORDS_FILE", "cannot read the file: "+err.Error())
+		}
+	}
 	switch raw := strings.ToLower(get("IDENTITY_MIGRATE", "true")); raw {
 	case "true", "1", "yes":
 		c.Migrate = true

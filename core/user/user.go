@@ -6,6 +6,8 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Status is a user's lifecycle state.
@@ -45,4 +47,37 @@ func ValidEmail(email string) bool {
 	}
 	addr, err := mail.ParseAddress(email)
 	return err == nil && addr.Address == email && addr.Name == ""
+}
+
+// Valid reports whether s is one of the four lifecycle states.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPendingVerification, StatusActive, StatusSuspended, StatusDeactivated:
+		return true
+	}
+	return false
+}
+
+// Name length bounds for first and last names, in code points after trimming.
+const (
+	MinNameLen = 1
+	MaxNameLen = 100
+)
+
+// NormalizeName trims surrounding white space from a first or last name.
+func NormalizeName(name string) string { return strings.TrimSpace(name) }
+
+// ValidName reports whether name (already normalised) has 1 to 100 code
+// points and no control characters.
+func ValidName(name string) bool {
+	n := utf8.RuneCountInString(name)
+	if n < MinNameLen || n > MaxNameLen || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -10,6 +10,31 @@ import (
 	"time"
 )
 
+type CreateNodeInput struct {
+	TenantID string  `json:"tenantId"`
+	ParentID *string `json:"parentId,omitempty"`
+	Name     string  `json:"name"`
+	Kind     string  `json:"kind"`
+}
+
+type CreateTenantInput struct {
+	Name string `json:"name"`
+	// Lower-case letters, digits and '-', 1-63 characters.
+	Slug             string `json:"slug"`
+	SelfRegistration *bool  `json:"selfRegistration,omitempty"`
+	MfaRequired      *bool  `json:"mfaRequired,omitempty"`
+}
+
+type CreateUserInput struct {
+	// Default: the caller's tenant.
+	TenantID  *string `json:"tenantId,omitempty"`
+	Email     string  `json:"email"`
+	FirstName string  `json:"firstName"`
+	LastName  string  `json:"lastName"`
+	// Optional first password; without it the user sets one when verifying the email.
+	Password *string `json:"password,omitempty"`
+}
+
 type Event struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
@@ -28,6 +53,31 @@ type EventConnection struct {
 type EventEdge struct {
 	Cursor string `json:"cursor"`
 	Node   *Event `json:"node"`
+}
+
+type HierarchyNode struct {
+	ID       string  `json:"id"`
+	TenantID string  `json:"tenantId"`
+	ParentID *string `json:"parentId,omitempty"`
+	Name     string  `json:"name"`
+	// Free string: province, district, facility, …
+	Kind      string    `json:"kind"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+type Membership struct {
+	UserID   string `json:"userId"`
+	TenantID string `json:"tenantId"`
+	// Null for a tenant-wide membership.
+	NodeID *string  `json:"nodeId,omitempty"`
+	Roles  []string `json:"roles"`
+}
+
+type MembershipInput struct {
+	UserID   string   `json:"userId"`
+	TenantID string   `json:"tenantId"`
+	NodeID   *string  `json:"nodeId,omitempty"`
+	Roles    []string `json:"roles"`
 }
 
 type Mutation struct {
@@ -49,6 +99,42 @@ type SigningKey struct {
 	ActivatedAt  *time.Time      `json:"activatedAt,omitempty"`
 	RetiredAt    *time.Time      `json:"retiredAt,omitempty"`
 	PublishUntil *time.Time      `json:"publishUntil,omitempty"`
+}
+
+type Tenant struct {
+	ID               string    `json:"id"`
+	Name             string    `json:"name"`
+	Slug             string    `json:"slug"`
+	SelfRegistration bool      `json:"selfRegistration"`
+	MfaRequired      bool      `json:"mfaRequired"`
+	CreatedAt        time.Time `json:"createdAt"`
+	UpdatedAt        time.Time `json:"updatedAt"`
+}
+
+type UpdateTenantInput struct {
+	SelfRegistration *bool `json:"selfRegistration,omitempty"`
+	MfaRequired      *bool `json:"mfaRequired,omitempty"`
+}
+
+type User struct {
+	ID            string     `json:"id"`
+	TenantID      string     `json:"tenantId"`
+	Email         string     `json:"email"`
+	FirstName     string     `json:"firstName"`
+	LastName      string     `json:"lastName"`
+	Status        UserStatus `json:"status"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	DeactivatedAt *time.Time `json:"deactivatedAt,omitempty"`
+}
+
+type UserConnection struct {
+	Edges    []UserEdge `json:"edges"`
+	PageInfo *PageInfo  `json:"pageInfo"`
+}
+
+type UserEdge struct {
+	Cursor string `json:"cursor"`
+	Node   *User  `json:"node"`
 }
 
 type SigningKeyState string
@@ -106,6 +192,65 @@ func (e *SigningKeyState) UnmarshalJSON(b []byte) error {
 }
 
 func (e SigningKeyState) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type UserStatus string
+
+const (
+	UserStatusPendingVerification UserStatus = "PENDING_VERIFICATION"
+	UserStatusActive              UserStatus = "ACTIVE"
+	UserStatusSuspended           UserStatus = "SUSPENDED"
+	UserStatusDeactivated         UserStatus = "DEACTIVATED"
+)
+
+var AllUserStatus = []UserStatus{
+	UserStatusPendingVerification,
+	UserStatusActive,
+	UserStatusSuspended,
+	UserStatusDeactivated,
+}
+
+func (e UserStatus) IsValid() bool {
+	switch e {
+	case UserStatusPendingVerification, UserStatusActive, UserStatusSuspended, UserStatusDeactivated:
+		return true
+	}
+	return false
+}
+
+func (e UserStatus) String() string {
+	return string(e)
+}
+
+func (e *UserStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = UserStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid UserStatus", str)
+	}
+	return nil
+}
+
+func (e UserStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *UserStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e UserStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -20,6 +20,8 @@ const (
 	sampleAPIKey   = "01900000-0000-7000-8000-000000000006"
 	sampleSA       = "01900000-0000-7000-8000-000000000007"
 	sampleAssign   = "01900000-0000-7000-8000-000000000008"
+	sampleNode     = "01900000-0000-7000-8000-000000000009"
+	sampleParent   = "01900000-0000-7000-8000-00000000000a"
 	sampleEventID  = "01900000-0000-7000-8000-0000000000e1"
 	sampleTime     = "2025-03-01T10:00:00Z"
 )
@@ -55,6 +57,7 @@ func sampleData() map[string]struct {
 	assignment := func(extra obj) obj {
 		return with(obj{"assignmentId": sampleAssign, "tenantId": SampleTenantID, "nodeId": "node-kabul-1", "moduleCode": "ehr.labs", "toStatus": "active"}, extra)
 	}
+	tenant := obj{"tenantId": SampleTenantID, "name": "Kabul Clinic", "slug": "kabul-clinic", "selfRegistration": false, "mfaRequired": true}
 	return map[string]s{
 		"identity.user.registered.v1": {sampleUserID, true, user(obj{"email": "ana@example.org", "status": "pending_verification",
 			"verificationUrl": "https://identity.example.org/verify?token=abc", "verificationExpiresAt": sampleTime})},
@@ -82,6 +85,10 @@ func sampleData() map[string]struct {
 		"identity.license.assignment.created.v1":        {sampleAssign, true, assignment(nil)},
 		"identity.license.assignment.status_changed.v1": {sampleAssign, true, assignment(obj{"fromStatus": "trial", "toStatus": "active"})},
 		"identity.jwks.rotated.v1":                      {"kid-2025-03", false, obj{"newKid": "kid-2025-03", "previousKid": "kid-2024-12", "previousKeyRetiresAt": sampleTime}},
+		"identity.tenant.created.v1":                    {SampleTenantID, true, maps.Clone(tenant)},
+		"identity.tenant.updated.v1":                    {SampleTenantID, true, maps.Clone(tenant)},
+		"identity.node.created.v1":                      {sampleNode, true, obj{"nodeId": sampleNode, "tenantId": SampleTenantID, "parentId": sampleParent, "name": "Kabul", "kind": "province"}},
+		"identity.membership.changed.v1":                {sampleUserID, true, user(obj{"nodeId": sampleNode, "roles": []any{"TENANT_ADMIN", "nurse"}, "change": "added", "actorId": sampleActorID})},
 		"tenant.membership.changed.v1":                  {sampleUserID, true, obj{"userId": sampleUserID}},
 		"tenant.role.changed.v1":                        {sampleUserID, true, obj{"userId": sampleUserID}},
 	}

@@ -47,6 +47,13 @@ func testDirectory(t *testing.T, open dbtest.Opener) {
 	exists, err := store.SuperAdminExists(ctx)
 	require.NoError(t, err)
 	require.False(t, exists)
+	// A look-alike role must not count ("_" is a LIKE wildcard).
+	lookAlike := user.User{ID: core.NewID(), TenantID: tenant.ID, Email: "b@example.org", Status: user.StatusActive, CreatedAt: now, UpdatedAt: now}
+	require.NoError(t, store.CreateUser(ctx, lookAlike))
+	require.NoError(t, store.AddMembership(ctx, core.Membership{UserID: lookAlike.ID, TenantID: tenant.ID, Roles: []string{"SUPERXADMIN"}}))
+	exists, err = store.SuperAdminExists(ctx)
+	require.NoError(t, err)
+	require.False(t, exists)
 	require.NoError(t, store.AddMembership(ctx, core.Membership{UserID: u.ID, TenantID: tenant.ID, Roles: []string{core.RoleSuperAdmin, "nurse"}}))
 	require.Equal(t, core.KindConflict, core.KindOf(store.AddMembership(ctx, core.Membership{UserID: u.ID, TenantID: tenant.ID, Roles: []string{"x"}})))
 	exists, err = store.SuperAdminExists(ctx)

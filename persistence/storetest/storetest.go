@@ -17,6 +17,8 @@ var suites = []struct {
 	{"keys", testKeys},
 	{"events", testEvents},
 	{"directory", testDirectory},
+	{"users", testUsers},
+	{"tenancy", testTenancy},
 }
 
 // Run runs the whole conformance suite against the backend open returns.
