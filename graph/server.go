@@ -64,7 +64,7 @@ func presentError(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			return out
 		}
 		var gqlErr *gqlerror.Error
-		if errors.As(err, &gqlErr) && gqlErr.Err == nil {
+		if errors.As(err, &gqlErr) && (gqlErr.Err == nil || isArgumentError(ctx, gqlErr)) {
 			out := *gqlErr
 			out.Extensions = withCode(gqlErr.Extensions, core.CodeValidation)
 			return &out
@@ -72,6 +72,17 @@ func presentError(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		logger.ErrorContext(ctx, "GraphQL resolver failed", "error", err, "request_id", core.RequestIDFrom(ctx))
 		return &gqlerror.Error{Message: "internal error", Path: graphql.GetPath(ctx), Extensions: extensions(core.Internal(nil))}
 	}
+}
+
+// isArgumentError reports whether e was raised while coercing the arguments
+// of the field being resolved, e.g. an enum value in the wrong case
+// ("active" for ACTIVE), which the variable validator accepts and gqlgen's
+// unmarshaller rejects. Such an error carries the argument's path, below the
+// field's own; a resolver's error carries the field's path, and the field's
+// Args stay unset because coercion failed.
+func isArgumentError(ctx context.Context, e *gqlerror.Error) bool {
+	fc := graphql.GetFieldContext(ctx)
+	return fc != nil && fc.Args == nil && len(e.Path) > len(fc.Path())
 }
 
 func extensions(ce *core.Error) map[string]any {

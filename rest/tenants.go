@@ -31,7 +31,7 @@ func tenantOut(t tenancy.Tenant) tenantJSON {
 
 func mountTenants(mux *http.ServeMux, errs Errors, svc Tenants) {
 	// POST /api/v1/tenants {name, slug, selfRegistration?, mfaRequired?} → 201 tenant (SUPER_ADMIN).
-	mux.HandleFunc("POST /api/v1/tenants", errs.handler(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	mux.HandleFunc("POST /api/v1/tenants", errs.handler(authenticated(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		var in struct {
 			Name             string `json:"name"`
 			Slug             string `json:"slug"`
@@ -44,9 +44,9 @@ func mountTenants(mux *http.ServeMux, errs Errors, svc Tenants) {
 		t, err := svc.CreateTenant(r.Context(), tenancy.CreateTenantInput{Name: in.Name, Slug: in.Slug,
 			SelfRegistration: in.SelfRegistration, MFARequired: in.MFARequired})
 		return http.StatusCreated, tenantOut(t), err
-	}))
+	})))
 	// PATCH /api/v1/tenants/{id} {selfRegistration?, mfaRequired?} → 200 tenant.
-	mux.HandleFunc("PATCH /api/v1/tenants/{id}", errs.handler(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	mux.HandleFunc("PATCH /api/v1/tenants/{id}", errs.handler(authenticated(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		var in struct {
 			SelfRegistration *bool `json:"selfRegistration"`
 			MFARequired      *bool `json:"mfaRequired"`
@@ -57,5 +57,5 @@ func mountTenants(mux *http.ServeMux, errs Errors, svc Tenants) {
 		t, err := svc.UpdateTenant(r.Context(), r.PathValue("id"), tenancy.UpdateTenantInput{
 			SelfRegistration: in.SelfRegistration, MFARequired: in.MFARequired})
 		return http.StatusOK, tenantOut(t), err
-	}))
+	})))
 }

@@ -78,7 +78,7 @@ func mountUsers(mux *http.ServeMux, errs Errors, svc Users) {
 		u, err := svc.VerifyEmail(r.Context(), user.VerifyInput{Token: in.Token, Password: in.Password})
 		return http.StatusOK, userEnvelope{userOut(u)}, err
 	}))
-	mux.HandleFunc("POST /api/v1/users", errs.handler(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	mux.HandleFunc("POST /api/v1/users", errs.handler(authenticated(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		var in struct {
 			TenantID  string  `json:"tenantId"`
 			Email     string  `json:"email"`
@@ -92,8 +92,8 @@ func mountUsers(mux *http.ServeMux, errs Errors, svc Users) {
 		u, err := svc.Create(r.Context(), user.CreateInput{TenantID: in.TenantID, Email: in.Email,
 			FirstName: in.FirstName, LastName: in.LastName, Password: in.Password})
 		return http.StatusCreated, userOut(u), err
-	}))
-	mux.HandleFunc("GET /api/v1/users", errs.handler(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	})))
+	mux.HandleFunc("GET /api/v1/users", errs.handler(authenticated(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		q := r.URL.Query()
 		limit := 0
 		if raw := q.Get("limit"); raw != "" {
@@ -113,7 +113,7 @@ func mountUsers(mux *http.ServeMux, errs Errors, svc Users) {
 			items = append(items, userOut(u))
 		}
 		return http.StatusOK, newList(items, page.NextCursor), nil
-	}))
+	})))
 	byID := func(call func(ctx context.Context, id string) (user.User, error)) http.HandlerFunc {
 		return errs.handler(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 			u, err := call(r.Context(), r.PathValue("id"))
@@ -124,6 +124,19 @@ func mountUsers(mux *http.ServeMux, errs Errors, svc Users) {
 	mux.HandleFunc("POST /api/v1/users/{id}/suspend", byID(svc.Suspend))
 	mux.HandleFunc("POST /api/v1/users/{id}/reactivate", byID(svc.Reactivate))
 	mux.HandleFunc("DELETE /api/v1/users/{id}", byID(svc.Erase))
+}
+
+// authenticated answers IDENT_UNAUTHENTICATED before the body is read when
+// a route that needs a caller is called without a valid credential
+// (CONTRACT.md §2), instead of reporting the body's problems first.
+// Authorization proper stays in core.
+func authenticated(do func(w http.ResponseWriter, r *http.Request) (int, any, error)) func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	return func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+		if _, err := core.RequirePrincipal(r.Context()); err != nil {
+			return 0, nil, err
+		}
+		return do(w, r)
+	}
 }
 
 // listJSON is the contract's list shape: {"items": [...], "nextCursor": "..."};
