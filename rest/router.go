@@ -16,6 +16,7 @@ type Deps struct {
 	Checks    []Check
 	Tenants   Tenants
 	Users     Users
+	Auth      Auth
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -29,6 +30,9 @@ func Mount(mux *http.ServeMux, d Deps) {
 	mux.HandleFunc("GET /.well-known/openid-configuration", openIDConfiguration(d.PublicURL))
 	if d.Tenants != nil {
 		mountTenants(mux, errs, d.Tenants)
+	}
+	if d.Auth != nil {
+		mountAuth(mux, errs, d.Auth)
 	}
 	if d.Users != nil {
 		mountUsers(mux, errs, d.Users)

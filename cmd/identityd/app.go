@@ -12,8 +12,10 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
+	"github.com/ghasi-ehealth/identity-service/cache"
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
+	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/password"
@@ -59,6 +61,8 @@ type Main struct {
 	master    *keys.MasterKey
 	tenancy   *tenancy.Service
 	users     *user.Service
+	auth      *auth.Service
+	valkey    *cache.Valkey
 
 	listener net.Listener
 	server   *http.Server
@@ -133,16 +137,36 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.issuer = token.NewIssuer(m.keys, m.cfg.PublicURL, m.cfg.JWTAudience, m.clock, accessTokenTTL)
-	m.verifier = token.NewVerifier(m.keys, m.cfg.PublicURL, m.cfg.JWTAudience, m.clock, nil)
+	sessions := persistence.NewSessionStore(m.db)
+	limiter, revocations, err := m.openGuards(ctx, sessions)
+	if err != nil {
+		return err
+	}
+	m.verifier = token.NewVerifier(m.keys, m.cfg.PublicURL, m.cfg.JWTAudience, m.clock, auth.TokenRevocation{Set: revocations})
 
 	policy, err := password.NewPolicy(m.cfg.BreachedPasswordsFile)
 	if err != nil {
 		return &ConfigError{Var: "IDENTITY_BREACHED_PASSWORDS_FILE", Reason: err.Error()}
 	}
-	m.tenancy = tenancy.NewService(persistence.NewTenancyStore(m.db), m.authz, m.clock)
-	// Sessions arrive with the login capability; until then suspension and
-	// erasure have no sessions to revoke.
-	m.users = user.NewService(persistence.NewUserStore(m.db), m.authz, m.hasher, policy, user.NoSessions{}, m.clock, user.Config{
+	tenancyStore := persistence.NewTenancyStore(m.db)
+	m.tenancy = tenancy.NewService(tenancyStore, m.authz, m.clock)
+	metrics, err := telemetry.NewMetrics(tp.MeterProvider)
+	if err != nil {
+		return fmt.Errorf("telemetry metrics: %w", err)
+	}
+	m.auth = auth.NewService(auth.Deps{
+		Store: sessions, Users: sessions, Directory: tenancyStore, Hasher: m.hasher, Issuer: m.issuer,
+		Limiter: limiter, Revocations: revocations, Clock: m.clock,
+		TracerProvider: tp.TracerProvider, Metrics: metrics, Logger: m.logger,
+	}, auth.Config{RefreshKey: m.master.DeriveSecret(auth.RefreshKeyLabel)})
+	if m.valkey == nil {
+		// The in-process set starts empty: reload the sessions revoked within
+		// the last access-token lifetime so a restart does not un-revoke them.
+		if err := m.auth.WarmRevocations(ctx); err != nil {
+			return fmt.Errorf("load revoked sessions: %w", err)
+		}
+	}
+	m.users = user.NewService(persistence.NewUserStore(m.db), m.authz, m.hasher, policy, auth.SessionRevoker{Service: m.auth}, m.clock, user.Config{
 		PublicURL: m.cfg.PublicURL,
 		TokenKey:  m.master.DeriveSecret(user.TokenKeyLabel),
 	})
@@ -179,9 +203,34 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
+// openGuards returns the login limiter and the session revocation set:
+// Valkey-backed (shared by every instance) with local and database fallbacks
+// when IDENTITY_VALKEY_URL is set, else in-process (one node).
+func (m *Main) openGuards(ctx context.Context, sessions *persistence.SessionStore) (core.RateLimiter, core.RevocationSet, error) {
+	if m.cfg.ValkeyURL == "" {
+		return cache.NewLocalLimiter(m.clock), cache.NewLocalRevocations(m.clock), nil
+	}
+	v, err := cache.Open(ctx, m.cfg.ValkeyURL, m.logger)
+	if err != nil {
+		return nil, nil, fmt.Errorf("valkey: %w", err)
+	}
+	m.valkey = v
+	if err := v.Ping(ctx); err != nil {
+		// Not fatal: limits fall back to local counts and revocation checks
+		// to the database until Valkey answers; /readyz reports it.
+		m.logger.Warn("valkey unreachable at start; using fallbacks until it answers", "error", err)
+	}
+	limiter := cache.NewFailoverLimiter(v.Limiter(), cache.NewLocalLimiter(m.clock), m.logger)
+	revocations := cache.NewFailoverRevocations(v.Revocations(), sessions.SessionRevoked, m.logger)
+	return limiter, revocations, nil
+}
+
 // readiness lists the dependencies /readyz and gRPC health report on.
 func (m *Main) readiness() []rest.Check {
 	checks := []rest.Check{{Name: "database", Ping: m.db.Ping}}
+	if m.valkey != nil {
+		checks = append(checks, rest.Check{Name: "valkey", Ping: m.valkey.Ping})
+	}
 	if !m.bus.InProcess() {
 		checks = append(checks, rest.Check{Name: "nats", Ping: m.bus.Ping})
 	}
@@ -193,7 +242,7 @@ func (m *Main) handler() http.Handler {
 	checks := m.readiness()
 	mux := http.NewServeMux()
 	rest.Mount(mux, rest.Deps{Logger: m.logger, PublicURL: m.cfg.PublicURL, Keys: m.keys, Checks: checks,
-		Tenants: m.tenancy, Users: m.users})
+		Tenants: m.tenancy, Users: m.users, Auth: m.auth})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
 		Keyring:     m.keys,
 		Audit:       audit.NewService(m.db, m.authz),
@@ -268,6 +317,9 @@ func (m *Main) Close() error {
 	}
 	if m.bus != nil {
 		errs = append(errs, m.bus.Close())
+	}
+	if m.valkey != nil {
+		m.valkey.Close()
 	}
 	if m.db != nil {
 		errs = append(errs, m.db.Close())

@@ -29,8 +29,9 @@ type Erasure struct {
 	Keep []string
 }
 
-// piiMembers are the member names emptied in the erased user's own events.
-var piiMembers = []string{"firstName", "lastName", "email"}
+// piiMembers are the member names emptied in the erased user's own events
+// (ip: the client address of its logins and security incidents).
+var piiMembers = []string{"firstName", "lastName", "email", "ip"}
 
 // SearchTerm returns a lower-case substring that the stored JSON text of any
 // value containing Email also contains, whatever the JSON encoder escaped (it

@@ -19,6 +19,7 @@ var suites = []struct {
 	{"directory", testDirectory},
 	{"users", testUsers},
 	{"tenancy", testTenancy},
+	{"sessions", testSessions},
 }
 
 // Run runs the whole conformance suite against the backend open returns.

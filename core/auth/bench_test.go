@@ -1,0 +1,60 @@
+package auth_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ghasi-ehealth/identity-service/core/auth"
+	"github.com/ghasi-ehealth/identity-service/core/user"
+	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
+)
+
+// BenchmarkRefresh measures one refresh-token rotation on Postgres: the
+// conditional consume, the session and user reads, the new token's insert
+// and the access-token signature, in one transaction.
+func BenchmarkRefresh(b *testing.B) {
+	e := newEnv(b, dbtest.Postgres)
+	ta := e.tenant(b, "a")
+	const users = 64
+	for i := range users {
+		e.user(b, ta, fmt.Sprintf("u%d@example.org", i), user.StatusActive)
+	}
+	ctx := ipCtx("192.0.2.1")
+
+	b.Run("sequential", func(b *testing.B) {
+		rt := e.login(b, "u0@example.org", "192.0.2.1").RefreshToken
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, err := e.svc.Refresh(ctx, rt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rt = resp.RefreshToken
+		}
+	})
+
+	b.Run("parallel", func(b *testing.B) {
+		var next atomic.Int32
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			// Each worker rotates its own session's chain.
+			email := fmt.Sprintf("u%d@example.org", next.Add(1)%users)
+			resp, err := e.svc.Login(ctx, auth.LoginInput{Email: email, Password: goodPassword})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			rt := resp.RefreshToken
+			for pb.Next() {
+				resp, err := e.svc.Refresh(context.Background(), rt)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				rt = resp.RefreshToken
+			}
+		})
+	})
+}
