@@ -22,7 +22,7 @@ func (s *SessionStore) UsersByEmail(ctx context.Context, email, tenantID string)
 		query += ` AND tenant_id = ?`
 		args = append(args, tenantID)
 	}
-	rows, err := s.conn(ctx).QueryContext(ctx, query+` ORDER BY id LIMIT 2`, args...)
+	rows, err := s.bound(ctx).QueryContext(ctx, query+` ORDER BY id LIMIT 2`, args...)
 	if err != nil {
 		return nil, translate(err)
 	}

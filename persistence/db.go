@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -40,6 +41,8 @@ type DB struct {
 	// afterCommit hooks run after every successful top-level commit (the
 	// outbox relay uses one to wake up without polling latency).
 	afterCommit []func()
+	// rebound memoises Postgres placeholder rewrites (see bound).
+	rebound sync.Map
 }
 
 // ParseURL splits a database URL (CONTRACT.md §1) into dialect and driver DSN.

@@ -92,7 +92,7 @@ func (s *DirectoryStore) MembershipsOfUser(ctx context.Context, userID string) (
 	if !core.ValidID(userID) {
 		return nil, nil
 	}
-	rows, err := s.conn(ctx).QueryContext(ctx,
+	rows, err := s.bound(ctx).QueryContext(ctx,
 		`SELECT tenant_id, node_id, roles FROM memberships WHERE user_id = ? ORDER BY created_at, id`, userID)
 	if err != nil {
 		return nil, translate(err)

@@ -37,7 +37,7 @@ func (s *SessionStore) InsertSession(ctx context.Context, sess auth.Session) err
 	if err != nil {
 		return core.Internal(err)
 	}
-	_, err = s.conn(ctx).ExecContext(ctx,
+	_, err = s.bound(ctx).ExecContext(ctx,
 		`INSERT INTO sessions (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		sess.ID, sess.UserID, sess.TenantID, string(amr), sess.ContextNodeID, sess.IP, sess.UserAgent,
 		sess.CreatedAt.UTC(), sess.ExpiresAt.UTC(), sess.LastUsedAt.UTC(), utcPtr(sess.RevokedAt), nullString(sess.RevokeReason))
@@ -56,7 +56,7 @@ func (s *SessionStore) SessionByID(ctx context.Context, id string) (auth.Session
 		revoked sql.NullTime
 		reason  sql.NullString
 	)
-	err := s.conn(ctx).QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = ?`, id).Scan(
+	err := s.bound(ctx).QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = ?`, id).Scan(
 		&sess.ID, &sess.UserID, &sess.TenantID, &amr, &sess.ContextNodeID, &sess.IP, &sess.UserAgent,
 		&sess.CreatedAt, &sess.ExpiresAt, &sess.LastUsedAt, &revoked, &reason)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -82,7 +82,7 @@ func (s *SessionStore) TouchSession(ctx context.Context, id string, now time.Tim
 	if !core.ValidID(id) {
 		return nil
 	}
-	_, err := s.conn(ctx).ExecContext(ctx, `UPDATE sessions SET last_used_at = ? WHERE id = ?`, now.UTC(), id)
+	_, err := s.bound(ctx).ExecContext(ctx, `UPDATE sessions SET last_used_at = ? WHERE id = ?`, now.UTC(), id)
 	return translate(err)
 }
 
@@ -103,7 +103,7 @@ func (s *SessionStore) RevokeUserSessions(ctx context.Context, userID, reason st
 	if !core.ValidID(userID) {
 		return nil, nil
 	}
-	rows, err := s.conn(ctx).QueryContext(ctx,
+	rows, err := s.bound(ctx).QueryContext(ctx,
 		`UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND revoked_at IS NULL
 		 RETURNING id, user_id, tenant_id`, now.UTC(), reason, userID)
 	if err != nil {
@@ -127,7 +127,7 @@ func (s *SessionStore) ForgetSessionClients(ctx context.Context, userID string) 
 	if !core.ValidID(userID) {
 		return nil
 	}
-	_, err := s.conn(ctx).ExecContext(ctx,
+	_, err := s.bound(ctx).ExecContext(ctx,
 		`UPDATE sessions SET ip = '', user_agent = '' WHERE user_id = ?`, userID)
 	return translate(err)
 }
@@ -135,7 +135,7 @@ func (s *SessionStore) ForgetSessionClients(ctx context.Context, userID string) 
 // RevokedSessionsSince returns the ids of sessions revoked at or after
 // since. Errors: IDENT_UNAVAILABLE, IDENT_INTERNAL.
 func (s *SessionStore) RevokedSessionsSince(ctx context.Context, since time.Time) ([]string, error) {
-	rows, err := s.conn(ctx).QueryContext(ctx,
+	rows, err := s.bound(ctx).QueryContext(ctx,
 		`SELECT id FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= ? ORDER BY revoked_at`, since.UTC())
 	if err != nil {
 		return nil, translate(err)
@@ -162,7 +162,7 @@ func (s *SessionStore) SessionRevoked(ctx context.Context, id string) (bool, err
 		return true, nil
 	}
 	var revoked sql.NullTime
-	err := s.conn(ctx).QueryRowContext(ctx, `SELECT revoked_at FROM sessions WHERE id = ?`, id).Scan(&revoked)
+	err := s.bound(ctx).QueryRowContext(ctx, `SELECT revoked_at FROM sessions WHERE id = ?`, id).Scan(&revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return true, nil
 	}
@@ -176,7 +176,7 @@ func (s *SessionStore) SessionRevoked(ctx context.Context, id string) (bool, err
 // Errors: IDENT_NOT_FOUND for an unknown session; KindConflict for a
 // duplicate hash; IDENT_UNAVAILABLE.
 func (s *SessionStore) InsertRefreshToken(ctx context.Context, hash, sessionID string, now time.Time) error {
-	_, err := s.conn(ctx).ExecContext(ctx,
+	_, err := s.bound(ctx).ExecContext(ctx,
 		`INSERT INTO refresh_tokens (hash, session_id, created_at, used_at) VALUES (?, ?, ?, NULL)`,
 		hash, sessionID, now.UTC())
 	return translate(err)
@@ -190,7 +190,7 @@ func (s *SessionStore) InsertRefreshToken(ctx context.Context, hash, sessionID s
 // (IDENT_NOT_FOUND). Errors: IDENT_UNAVAILABLE, IDENT_INTERNAL.
 func (s *SessionStore) ConsumeRefreshToken(ctx context.Context, hash string, now time.Time) (string, bool, error) {
 	var sid string
-	err := s.conn(ctx).QueryRowContext(ctx,
+	err := s.bound(ctx).QueryRowContext(ctx,
 		`UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING session_id`,
 		now.UTC(), hash).Scan(&sid)
 	if err == nil {
@@ -207,7 +207,7 @@ func (s *SessionStore) ConsumeRefreshToken(ctx context.Context, hash string, now
 // IDENT_NOT_FOUND. Errors: IDENT_UNAVAILABLE.
 func (s *SessionStore) RefreshTokenSession(ctx context.Context, hash string) (string, error) {
 	var sid string
-	err := s.conn(ctx).QueryRowContext(ctx, `SELECT session_id FROM refresh_tokens WHERE hash = ?`, hash).Scan(&sid)
+	err := s.bound(ctx).QueryRowContext(ctx, `SELECT session_id FROM refresh_tokens WHERE hash = ?`, hash).Scan(&sid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", core.NotFound("refresh token")
 	}
