@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -133,6 +134,12 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.hasher = password.NewHasher(m.cfg.Argon2Params, m.cfg.Argon2MaxConcurrency, password.DefaultAcquireTimeout)
+	if !m.cfg.GoMemLimitSet {
+		// Each argon2id hash allocates m KiB (64 MiB by default) that becomes
+		// garbage at once; a soft limit makes the collector reclaim it before
+		// the heap doubles, so a login storm stays within the hashing budget.
+		debug.SetMemoryLimit(password.MemoryBudget(m.cfg.Argon2Params, m.cfg.Argon2MaxConcurrency))
+	}
 	if err := m.openKeys(ctx); err != nil {
 		return err
 	}

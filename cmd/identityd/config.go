@@ -46,6 +46,9 @@ type Config struct {
 	Migrate               bool
 	LogLevel              string
 	OTLPEndpoint          string
+	// GoMemLimitSet is true when the operator set GOMEMLIMIT; otherwise the
+	// service derives a soft memory limit from the argon2id budget.
+	GoMemLimitSet bool
 }
 
 // ConfigError names the variable whose value is unusable.
@@ -82,6 +85,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		KeycloakTenantID:      get("IDENTITY_KEYCLOAK_TENANT_ID", ""),
 		LogLevel:              strings.ToLower(get("IDENTITY_LOG_LEVEL", "info")),
 		OTLPEndpoint:          get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+		GoMemLimitSet:         getenv("GOMEMLIMIT") != "",
 	}
 	bad := func(name, reason string) (Config, error) { return Config{}, &ConfigError{Var: name, Reason: reason} }
 

@@ -41,6 +41,9 @@ func baseEnv(t testing.TB) map[string]string {
 		"IDENTITY_BOOTSTRAP_ADMIN_EMAIL":    testAdminEmail,
 		"IDENTITY_BOOTSTRAP_ADMIN_PASSWORD": testAdminPassword,
 		"IDENTITY_LOG_LEVEL":                "warn",
+		// Many services share the test process: keep the runtime's own
+		// memory policy instead of each service's argon2id budget.
+		"GOMEMLIMIT": "off",
 	}
 }
 

@@ -171,3 +171,12 @@ func randomBytes(n int) []byte {
 	_, _ = rand.Read(b)
 	return b
 }
+
+// MemoryBudget is the memory a process hashing with params in slots
+// parallel slots should stay within: slots × m plus 200 MiB for everything
+// else. identityd sets it as the Go soft memory limit (unless GOMEMLIMIT is
+// set), so the garbage collector reclaims finished hashes' 64 MiB blocks
+// before the heap doubles, and a login storm stays bounded.
+func MemoryBudget(params Params, slots int) int64 {
+	return int64(slots)*int64(params.Memory)*1024 + 200<<20
+}
