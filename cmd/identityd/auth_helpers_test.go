@@ -27,6 +27,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,43 +160,78 @@ func (c client) requireAccepted(t *testing.T, access, userID string) {
 	require.Equal(t, userID, who.ID)
 }
 
-// refreshOutcome is one concurrent refresh: status and problem code.
-type refreshOutcome struct {
+// outcome is one concurrent request: status, problem code, token response.
+type outcome struct {
 	Status int
 	Code   string
 	Tokens tokenResponseDoc // on 200
 	Err    error
 }
 
-// refreshAsync posts a refresh without failing the test (safe in goroutines).
-func (c client) refreshAsync(refreshToken string) refreshOutcome {
-	raw, _ := json.Marshal(map[string]string{"refreshToken": refreshToken})
-	req, err := http.NewRequest(http.MethodPost, c.s.baseURL+"/api/v1/auth/refresh", bytes.NewReader(raw))
+// postAsync posts body to path without failing the test (safe in
+// goroutines); a 200 body is read as a token response.
+func (c client) postAsync(path string, body any) outcome {
+	raw, err := json.Marshal(body)
 	if err != nil {
-		return refreshOutcome{Err: err}
+		return outcome{Err: err}
+	}
+	req, err := http.NewRequest(http.MethodPost, c.s.baseURL+path, bytes.NewReader(raw))
+	if err != nil {
+		return outcome{Err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Forwarded-For", c.ip)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return refreshOutcome{Err: err}
+		return outcome{Err: err}
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
+	got, err := io.ReadAll(res.Body)
 	if err != nil {
-		return refreshOutcome{Err: err}
+		return outcome{Err: err}
 	}
-	out := refreshOutcome{Status: res.StatusCode}
+	out := outcome{Status: res.StatusCode}
 	if res.StatusCode == http.StatusOK {
-		out.Err = json.Unmarshal(body, &out.Tokens)
+		out.Err = json.Unmarshal(got, &out.Tokens)
 	} else {
 		var p problemDoc
-		if err := json.Unmarshal(body, &p); err != nil {
-			out.Err = fmt.Errorf("status %d, body %s: %w", res.StatusCode, body, err)
+		if err := json.Unmarshal(got, &p); err != nil {
+			out.Err = fmt.Errorf("status %d, body %s: %w", res.StatusCode, got, err)
 		}
 		out.Code = p.Code
 	}
 	return out
+}
+
+// concurrently runs do(i) for i in [0, n) at once and returns the outcomes,
+// failing on transport errors.
+func concurrently(t *testing.T, n int, do func(i int) outcome) []outcome {
+	t.Helper()
+	outcomes := make([]outcome, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			outcomes[i] = do(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, o := range outcomes {
+		require.NoError(t, o.Err)
+	}
+	return outcomes
+}
+
+// tally counts outcomes by "status code" (e.g. "401 IDENT_REFRESH_REPLAY",
+// "200 ").
+func tally(outcomes []outcome) map[string]int {
+	m := map[string]int{}
+	for _, o := range outcomes {
+		m[strconv.Itoa(o.Status)+" "+o.Code]++
+	}
+	return m
 }
 
 // tokenResponseDoc is the token response of CONTRACT.md §3.

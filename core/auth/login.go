@@ -70,7 +70,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (resp TokenResponse,
 	}()
 
 	ip := core.ClientIPFrom(ctx)
-	hits, err := s.throttle(ctx, ip, in.Email, in.TenantID)
+	hits, err := s.throttle(ctx, ip, in.Email)
 	if err != nil {
 		outcome = loginOutcome(err)
 		return TokenResponse{}, err

@@ -60,13 +60,11 @@ func SessionIDOf(tokenID string) (sessionID string, ok bool) {
 }
 
 // accountKey and ipKey are the rate-limiter keys of a login attempt. The
-// account key hashes the normalized email (with the tenant, or "*" without
-// one) so no address is stored in the limiter's backend.
-func accountKey(email, tenantID string) string {
-	if tenantID == "" {
-		tenantID = "*"
-	}
-	sum := sha256.Sum256([]byte(user.NormalizeEmail(email) + "\x00" + tenantID))
+// account key hashes the normalized email — whatever tenantId the attempt
+// names, so choosing a tenant buys an attacker no extra guesses — and no
+// address is stored in the limiter's backend.
+func accountKey(email string) string {
+	sum := sha256.Sum256([]byte(user.NormalizeEmail(email)))
 	return "login:acct:" + hex.EncodeToString(sum[:16])
 }
 

@@ -19,7 +19,7 @@ import (
 // An attempt from a blocked IP is not counted against the account, so one
 // noisy address cannot also lock out the accounts it names; an attempt
 // refused for the account stays counted against the IP.
-func (s *Service) throttle(ctx context.Context, ip, email, tenantID string) ([]string, error) {
+func (s *Service) throttle(ctx context.Context, ip, email string) ([]string, error) {
 	ik := ipKey(ip)
 	n, reset, err := s.limiter.Hit(ctx, ik, s.cfg.IPFailureWindow)
 	if err != nil {
@@ -28,7 +28,7 @@ func (s *Service) throttle(ctx context.Context, ip, email, tenantID string) ([]s
 	if n > int64(s.cfg.IPFailureLimit) {
 		return nil, rateLimited(reset)
 	}
-	ak := accountKey(email, tenantID)
+	ak := accountKey(email)
 	n, reset, err = s.limiter.Hit(ctx, ak, s.cfg.AccountFailureWindow)
 	if err != nil {
 		s.undo(ctx, []string{ik})
