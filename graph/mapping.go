@@ -7,6 +7,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/mfa"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/graph/model"
@@ -91,4 +92,9 @@ func userResult(u user.User, err error) (*model.User, error) {
 		return nil, err
 	}
 	return userOut(u), nil
+}
+
+func factorOut(f mfa.FactorInfo) model.MfaFactor {
+	return model.MfaFactor{ID: f.ID, Type: model.MfaFactorType(strings.ToUpper(f.Type)), Name: f.Name,
+		CreatedAt: f.CreatedAt.UTC(), VerifiedAt: f.VerifiedAt, LastUsedAt: f.LastUsedAt}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/mfa"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 )
@@ -46,10 +47,17 @@ type Users interface {
 	Erase(ctx context.Context, id string) (user.User, error)
 }
 
+// Factors are users' second factors.
+type Factors interface {
+	FactorsOf(ctx context.Context, userID string) ([]mfa.FactorInfo, error)
+	ResetFactors(ctx context.Context, userID string) error
+}
+
 // Resolver holds the core services the resolvers call.
 type Resolver struct {
 	Keyring     KeyAdmin
 	Audit       EventLog
 	Directory   Directory
 	UserService Users
+	MFA         Factors
 }

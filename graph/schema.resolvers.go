@@ -84,6 +84,14 @@ func (r *mutationResolver) EraseUser(ctx context.Context, id string) (*model.Use
 	return userResult(r.UserService.Erase(ctx, id))
 }
 
+// ResetMfaFactors is the resolver for the resetMfaFactors field.
+func (r *mutationResolver) ResetMfaFactors(ctx context.Context, userID string) (bool, error) {
+	if err := r.MFA.ResetFactors(ctx, userID); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // RotateSigningKey is the resolver for the rotateSigningKey field.
 func (r *mutationResolver) RotateSigningKey(ctx context.Context) (*model.SigningKey, error) {
 	k, err := r.Keyring.RotateAsAdmin(ctx)
@@ -169,13 +177,30 @@ func (r *queryResolver) SigningKeys(ctx context.Context) ([]model.SigningKey, er
 	return out, nil
 }
 
+// Factors is the resolver for the factors field.
+func (r *userResolver) Factors(ctx context.Context, obj *model.User) ([]model.MfaFactor, error) {
+	fs, err := r.MFA.FactorsOf(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.MfaFactor, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, factorOut(f))
+	}
+	return out, nil
+}
+
 // Mutation returns generated.MutationResolver implementation.
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }
 
 // Query returns generated.QueryResolver implementation.
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
+// User returns generated.UserResolver implementation.
+func (r *Resolver) User() generated.UserResolver { return &userResolver{r} }
+
 type (
 	mutationResolver struct{ *Resolver }
 	queryResolver    struct{ *Resolver }
+	userResolver     struct{ *Resolver }
 )

@@ -39,6 +39,7 @@ var contractTypes = []string{
 	"identity.user.logged_in.v1",
 	"identity.user.mfa_challenge_failed.v1",
 	"identity.user.mfa_enrolled.v1",
+	"identity.user.mfa_reset.v1",
 	"identity.user.reactivated.v1",
 	"identity.user.registered.v1",
 	"identity.user.security_incident.v1",

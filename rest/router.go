@@ -17,6 +17,8 @@ type Deps struct {
 	Tenants   Tenants
 	Users     Users
 	Auth      Auth
+	MFA       MFA
+	WebAuthn  WebAuthnRegistration
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -33,6 +35,12 @@ func Mount(mux *http.ServeMux, d Deps) {
 	}
 	if d.Auth != nil {
 		mountAuth(mux, errs, d.Auth)
+	}
+	if d.MFA != nil {
+		mountMFA(mux, errs, d.MFA)
+	}
+	if d.WebAuthn != nil {
+		mountWebAuthn(mux, errs, d.WebAuthn)
 	}
 	if d.Users != nil {
 		mountUsers(mux, errs, d.Users)

@@ -19,6 +19,8 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/mfa"
+	"github.com/ghasi-ehealth/identity-service/core/mfa/passkey"
 	"github.com/ghasi-ehealth/identity-service/core/password"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/token"
@@ -63,6 +65,8 @@ type Main struct {
 	tenancy   *tenancy.Service
 	users     *user.Service
 	auth      *auth.Service
+	mfa       *mfa.Service
+	passkeys  *passkey.Service
 	valkey    *cache.Valkey
 
 	listener net.Listener
@@ -161,9 +165,17 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("telemetry metrics: %w", err)
 	}
+	m.passkeys, err = passkey.NewService(persistence.NewPasskeyStore(m.db), m.clock, passkey.Config{
+		RPID: m.cfg.WebAuthnRPID, RPOrigins: m.cfg.WebAuthnOrigins})
+	if err != nil {
+		return &ConfigError{Var: "IDENTITY_WEBAUTHN_RP_ID", Reason: err.Error()}
+	}
+	m.mfa = mfa.NewService(mfa.Deps{Store: persistence.NewMFAStore(m.db), Users: persistence.NewUserStore(m.db),
+		Tenants: tenancyStore, Authorizer: m.authz, Master: m.master, Enrollment: m.issuer, WebAuthn: m.passkeys,
+		Clock: m.clock, Logger: m.logger})
 	m.auth = auth.NewService(auth.Deps{
 		Store: sessions, Users: sessions, Directory: tenancyStore, Hasher: m.hasher, Issuer: m.issuer,
-		Limiter: limiter, Revocations: revocations, Clock: m.clock,
+		Limiter: limiter, Revocations: revocations, Clock: m.clock, SecondFactor: m.mfa,
 		TracerProvider: tp.TracerProvider, Metrics: metrics, Logger: m.logger,
 	}, auth.Config{RefreshKey: m.master.DeriveSecret(auth.RefreshKeyLabel)})
 	if m.valkey == nil {
@@ -249,12 +261,15 @@ func (m *Main) handler() http.Handler {
 	checks := m.readiness()
 	mux := http.NewServeMux()
 	rest.Mount(mux, rest.Deps{Logger: m.logger, PublicURL: m.cfg.PublicURL, Keys: m.keys, Checks: checks,
-		Tenants: m.tenancy, Users: m.users, Auth: m.auth})
+		Tenants: m.tenancy, Users: m.users, Auth: m.auth,
+		MFA:      mfaEndpoints{Service: m.mfa, auth: m.auth},
+		WebAuthn: m.passkeys})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
 		Keyring:     m.keys,
 		Audit:       audit.NewService(m.db, m.authz),
 		Directory:   m.tenancy,
 		UserService: m.users,
+		MFA:         m.mfa,
 	}, m.logger))
 	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
 	rpc.Mount(mux, rpc.Deps{}, rpc.Options{
@@ -337,4 +352,15 @@ func (m *Main) Close() error {
 		cancel()
 	}
 	return errors.Join(errs...)
+}
+
+// mfaEndpoints serves the MFA REST routes: enrolment from the mfa service,
+// challenge verification (which opens a session) from the auth service.
+type mfaEndpoints struct {
+	*mfa.Service
+	auth *auth.Service
+}
+
+func (e mfaEndpoints) VerifyMFA(ctx context.Context, in auth.MFAVerifyInput) (auth.TokenResponse, error) {
+	return e.auth.VerifyMFA(ctx, in)
 }

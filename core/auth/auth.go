@@ -92,6 +92,9 @@ type Deps struct {
 	Revocations core.RevocationSet
 	// Devices, when set, revokes every device of the user on LogoutAll.
 	Devices DeviceRevoker
+	// SecondFactor, when set, decides after a correct password whether the
+	// login needs a second factor and backs VerifyMFA (mfa.Service).
+	SecondFactor SecondFactor
 
 	Clock          core.Clock
 	TracerProvider trace.TracerProvider
@@ -231,6 +234,7 @@ type Service struct {
 	limiter     core.RateLimiter
 	revocations core.RevocationSet
 	devices     DeviceRevoker
+	mfa         SecondFactor
 	clock       core.Clock
 	tracer      trace.Tracer
 	metrics     *telemetry.Metrics
@@ -261,7 +265,7 @@ func NewService(deps Deps, cfg Config) *Service {
 	cfg = withDefaults(cfg)
 	return &Service{
 		store: deps.Store, users: deps.Users, dir: deps.Directory, hasher: deps.Hasher, issuer: deps.Issuer,
-		limiter: deps.Limiter, revocations: deps.Revocations, devices: deps.Devices, clock: deps.Clock,
+		limiter: deps.Limiter, revocations: deps.Revocations, devices: deps.Devices, mfa: deps.SecondFactor, clock: deps.Clock,
 		tracer: deps.TracerProvider.Tracer(telemetry.ScopeName), metrics: deps.Metrics, log: deps.Logger,
 		cfg: cfg, refreshKey: append([]byte(nil), cfg.RefreshKey...),
 	}

@@ -29,6 +29,7 @@ const (
 	SpanSessionCreate = "identity.session.create"
 	SpanRefresh       = "identity.auth.refresh"
 	SpanLogout        = "identity.auth.logout"
+	SpanMFAVerify     = "identity.auth.mfa_verify"
 )
 
 type sessionData struct {

@@ -55,7 +55,10 @@ type LoginInput struct {
 // covers every node of its tenant.
 //
 // Errors: IDENT_INVALID_CREDENTIALS; IDENT_RATE_LIMITED (RetryAfter);
-// IDENT_OVERLOADED (from the hasher, RetryAfter); IDENT_UNAVAILABLE.
+// IDENT_OVERLOADED (from the hasher, RetryAfter); IDENT_UNAVAILABLE;
+// IDENT_MFA_REQUIRED when Deps.SecondFactor asks for a second factor (the
+// password was right, so the throttle counts are taken back as for a
+// success; see VerifyMFA). A password rehash is skipped on that path.
 func (s *Service) Login(ctx context.Context, in LoginInput) (resp TokenResponse, err error) {
 	start := time.Now()
 	ctx, span := s.tracer.Start(ctx, SpanLogin)
@@ -77,7 +80,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (resp TokenResponse,
 	}
 	resp, err = s.login(ctx, in, ip)
 	outcome = loginOutcome(err)
-	if err == nil || core.CodeOf(err) == core.CodeOverloaded {
+	if c := core.CodeOf(err); err == nil || c == core.CodeOverloaded || c == core.CodeMFARequired {
 		s.undo(ctx, hits)
 	}
 	return resp, err
@@ -101,6 +104,16 @@ func (s *Service) login(ctx context.Context, in LoginInput, ip string) (TokenRes
 			return TokenResponse{}, errInvalidCredentials(ErrContextNode)
 		}
 	}
+	ua := in.UserAgent
+	if len(ua) > maxUserAgentLen {
+		ua = ua[:maxUserAgentLen]
+	}
+	if s.mfa != nil {
+		req := ChallengeRequest{User: u, ContextNodeID: in.ContextNodeID, IP: eventIP(ip), UserAgent: ua}
+		if err := s.mfa.Challenge(ctx, req); err != nil {
+			return TokenResponse{}, err
+		}
+	}
 	newHash := ""
 	if needsRehash {
 		// Best effort: a busy hasher must not fail a login that succeeded.
@@ -110,11 +123,7 @@ func (s *Service) login(ctx context.Context, in LoginInput, ip string) (TokenRes
 			s.log.WarnContext(ctx, "password rehash skipped", "userId", u.ID, "error", err)
 		}
 	}
-	ua := in.UserAgent
-	if len(ua) > maxUserAgentLen {
-		ua = ua[:maxUserAgentLen]
-	}
-	return s.openSession(ctx, u, tenantIDs(u.TenantID, ms), in.ContextNodeID, eventIP(ip), ua, newHash)
+	return s.openSession(ctx, u, tenantIDs(u.TenantID, ms), in.ContextNodeID, eventIP(ip), ua, newHash, passwordAMR())
 }
 
 // authenticate finds the one user the input names and verifies the password,
@@ -161,12 +170,12 @@ func (s *Service) dummy(ctx context.Context, plain string, cause error) error {
 
 // openSession stores a new session with its first refresh token and the
 // login events, and issues the tokens, in one transaction.
-func (s *Service) openSession(ctx context.Context, u user.User, tids []string, nodeID, ip, ua, newHash string) (TokenResponse, error) {
+func (s *Service) openSession(ctx context.Context, u user.User, tids []string, nodeID, ip, ua, newHash string, amr []string) (TokenResponse, error) {
 	ctx, span := s.tracer.Start(ctx, SpanSessionCreate)
 	defer span.End()
 	now := s.now()
 	sess := Session{
-		ID: core.NewID(), UserID: u.ID, TenantID: u.TenantID, AMR: []string{token.AMRPassword},
+		ID: core.NewID(), UserID: u.ID, TenantID: u.TenantID, AMR: amr,
 		ContextNodeID: nodeID, IP: ip, UserAgent: ua,
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionTTL), LastUsedAt: now,
 	}

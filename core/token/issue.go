@@ -43,6 +43,17 @@ func (i *Issuer) TTL() time.Duration { return i.ttl }
 // returned expiresAt is the exp written into the token. Errors: internal when
 // Subject or TenantID is empty (a caller bug) or the keyring is not loaded.
 func (i *Issuer) Issue(ctx context.Context, c Claims) (token string, expiresAt time.Time, err error) {
+	return i.issue(c, Type, i.ttl)
+}
+
+// IssueEnrollment signs a restricted MFA-enrolment credential for c (typ
+// EnrollmentType, see there): the same claims as Issue, with a zero
+// ExpiresAt meaning IssuedAt + EnrollmentTTL. It is bound to no session.
+func (i *Issuer) IssueEnrollment(ctx context.Context, c Claims) (token string, expiresAt time.Time, err error) {
+	return i.issue(c, EnrollmentType, EnrollmentTTL)
+}
+
+func (i *Issuer) issue(c Claims, typ string, ttl time.Duration) (token string, expiresAt time.Time, err error) {
 	if c.Subject == "" || c.TenantID == "" {
 		return "", time.Time{}, core.Internal(errNoSubject)
 	}
@@ -56,7 +67,7 @@ func (i *Issuer) Issue(ctx context.Context, c Claims) (token string, expiresAt t
 	}
 	exp := c.ExpiresAt
 	if exp.IsZero() {
-		exp = iat.Add(i.ttl)
+		exp = iat.Add(ttl)
 	}
 	wc := wireClaims{
 		Sub:           c.Subject,
@@ -79,7 +90,7 @@ func (i *Issuer) Issue(ctx context.Context, c Claims) (token string, expiresAt t
 	if wc.Amr == nil {
 		wc.Amr = []string{}
 	}
-	hdr, err := json.Marshal(wireHeader{Alg: keys.AlgRS256, Kid: signer.KID(), Typ: Type})
+	hdr, err := json.Marshal(wireHeader{Alg: keys.AlgRS256, Kid: signer.KID(), Typ: typ})
 	if err != nil {
 		return "", time.Time{}, core.Internal(err)
 	}

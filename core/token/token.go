@@ -24,6 +24,17 @@ const Leeway = 30 * time.Second
 // Type is the JWS typ header of access tokens (RFC 9068).
 const Type = "at+jwt"
 
+// EnrollmentType is the JWS typ header of restricted MFA-enrolment
+// credentials (IssueEnrollment): same key, claims and verification as an
+// access token, but Verify maps it to a Principal with Restricted set, which
+// core.RequirePrincipal refuses, so it opens only the operations that call
+// core.RequireAnyPrincipal (the /me/mfa/* enrolment endpoints and whoami).
+// Other platform services verify typ at+jwt and refuse it outright.
+const EnrollmentType = "mfa-enroll+jwt"
+
+// EnrollmentTTL is the lifetime of an enrolment credential.
+const EnrollmentTTL = 10 * time.Minute
+
 // AMR values (CONTRACT.md §3).
 const (
 	AMRPassword = "pwd"

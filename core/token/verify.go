@@ -44,7 +44,8 @@ func NewVerifier(keys *keys.Service, issuer, audience string, clock core.Clock, 
 
 // Verify checks raw and returns the principal it asserts. The header is
 // checked before the signature is touched: alg must be RS256 (none, HS*, ES*
-// and everything else are refused), typ at+jwt, no crit, and kid a key the
+// and everything else are refused), typ at+jwt (or EnrollmentType, which
+// yields a Restricted principal), no crit, and kid a key the
 // keyring publishes. Then the signature, iss (exact), aud (contains ours),
 // exp and nbf (with Leeway), iat (not beyond Leeway in the future), and the
 // presence of sub, tid and jti; finally revocation of jti.
@@ -53,7 +54,7 @@ func NewVerifier(keys *keys.Service, issuer, audience string, clock core.Clock, 
 // A failing RevocationChecker is not the token's fault: its core error passes
 // through, and a foreign error becomes IDENT_UNAVAILABLE (fail closed).
 func (v *Verifier) Verify(ctx context.Context, raw string) (*core.Principal, error) {
-	c, err := v.parse(raw)
+	c, restricted, err := v.parse(raw)
 	if err != nil {
 		return nil, core.Unauthenticated(err)
 	}
@@ -79,6 +80,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*core.Principal, err
 		TokenID:       c.Jti,
 		ContextNodeID: c.ContextNodeID,
 		ExpiresAt:     c.Exp.t,
+		Restricted:    restricted,
 	}
 	if len(p.TenantIDs) == 0 {
 		p.TenantIDs = []string{c.Tid}
@@ -104,60 +106,75 @@ type claimsIn struct {
 	Aud           audience     `json:"aud"`
 }
 
-func (v *Verifier) parse(raw string) (*claimsIn, error) {
+// parse checks raw and returns its claims and whether it is a restricted
+// enrolment credential (typ EnrollmentType).
+func (v *Verifier) parse(raw string) (*claimsIn, bool, error) {
+	c, typ, err := v.parseTyped(raw)
+	if err != nil {
+		return nil, false, err
+	}
+	return c, typ == EnrollmentType, nil
+}
+
+func (v *Verifier) parseTyped(raw string) (*claimsIn, string, error) {
 	if len(raw) == 0 || len(raw) > maxTokenLen {
-		return nil, ErrMalformed
+		return nil, "", ErrMalformed
 	}
 	dot1 := strings.IndexByte(raw, '.')
 	if dot1 < 0 {
-		return nil, ErrMalformed
+		return nil, "", ErrMalformed
 	}
 	dot2 := strings.IndexByte(raw[dot1+1:], '.')
 	if dot2 < 0 {
-		return nil, ErrMalformed
+		return nil, "", ErrMalformed
 	}
 	dot2 += dot1 + 1
 	signingInput, sigPart := raw[:dot2], raw[dot2+1:]
 
 	hb, err := decodeSegment(raw[:dot1])
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var h header
 	if err := json.Unmarshal(hb, &h); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+		return nil, "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Alg != keys.AlgRS256 {
-		return nil, ErrAlgorithm
+		return nil, "", ErrAlgorithm
 	}
-	if !strings.EqualFold(h.Typ, Type) && !strings.EqualFold(h.Typ, "application/"+Type) {
-		return nil, ErrType
+	typ := Type
+	switch {
+	case strings.EqualFold(h.Typ, Type) || strings.EqualFold(h.Typ, "application/"+Type):
+	case strings.EqualFold(h.Typ, EnrollmentType) || strings.EqualFold(h.Typ, "application/"+EnrollmentType):
+		typ = EnrollmentType
+	default:
+		return nil, "", ErrType
 	}
 	if h.Crit != nil {
-		return nil, ErrCritical
+		return nil, "", ErrCritical
 	}
 	pub, ok := v.keys.PublicKey(h.Kid)
 	if !ok {
-		return nil, ErrUnknownKey
+		return nil, "", ErrUnknownKey
 	}
 
 	sig, err := decodeSegment(sigPart) // rejects a third dot, too
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := verifyRS256(pub, signingInput, sig); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 
 	pb, err := decodeSegment(raw[dot1+1 : dot2])
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var c claimsIn
 	if err := json.Unmarshal(pb, &c); err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
+		return nil, "", fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
-	return &c, v.check(&c)
+	return &c, typ, v.check(&c)
 }
 
 func verifyRS256(pub *rsa.PublicKey, signingInput string, sig []byte) error {

@@ -31,6 +31,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Mutation() MutationResolver
 	Query() QueryResolver
+	User() UserResolver
 }
 
 type DirectiveRoot struct {
@@ -72,6 +73,15 @@ type ComplexityRoot struct {
 		UserID   func(childComplexity int) int
 	}
 
+	MfaFactor struct {
+		CreatedAt  func(childComplexity int) int
+		ID         func(childComplexity int) int
+		LastUsedAt func(childComplexity int) int
+		Name       func(childComplexity int) int
+		Type       func(childComplexity int) int
+		VerifiedAt func(childComplexity int) int
+	}
+
 	Mutation struct {
 		AddMembership    func(childComplexity int, input model.MembershipInput) int
 		CreateNode       func(childComplexity int, input model.CreateNodeInput) int
@@ -80,6 +90,7 @@ type ComplexityRoot struct {
 		EraseUser        func(childComplexity int, id string) int
 		ReactivateUser   func(childComplexity int, id string) int
 		RemoveMembership func(childComplexity int, userID string, tenantID string, nodeID *string) int
+		ResetMfaFactors  func(childComplexity int, userID string) int
 		RotateSigningKey func(childComplexity int) int
 		SuspendUser      func(childComplexity int, id string) int
 		UpdateTenant     func(childComplexity int, id string, input model.UpdateTenantInput) int
@@ -124,6 +135,7 @@ type ComplexityRoot struct {
 		CreatedAt     func(childComplexity int) int
 		DeactivatedAt func(childComplexity int) int
 		Email         func(childComplexity int) int
+		Factors       func(childComplexity int) int
 		FirstName     func(childComplexity int) int
 		ID            func(childComplexity int) int
 		LastName      func(childComplexity int) int
@@ -156,6 +168,7 @@ type MutationResolver interface {
 	SuspendUser(ctx context.Context, id string) (*model.User, error)
 	ReactivateUser(ctx context.Context, id string) (*model.User, error)
 	EraseUser(ctx context.Context, id string) (*model.User, error)
+	ResetMfaFactors(ctx context.Context, userID string) (bool, error)
 	RotateSigningKey(ctx context.Context) (*model.SigningKey, error)
 }
 type QueryResolver interface {
@@ -166,6 +179,9 @@ type QueryResolver interface {
 	Nodes(ctx context.Context, tenantID string) ([]model.HierarchyNode, error)
 	Events(ctx context.Context, typeArg *string, subject *string, first *int, after *string) (*model.EventConnection, error)
 	SigningKeys(ctx context.Context) ([]model.SigningKey, error)
+}
+type UserResolver interface {
+	Factors(ctx context.Context, obj *model.User) ([]model.MfaFactor, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -311,6 +327,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Membership.UserID(childComplexity), true
 
+	case "MfaFactor.createdAt":
+		if e.ComplexityRoot.MfaFactor.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.CreatedAt(childComplexity), true
+	case "MfaFactor.id":
+		if e.ComplexityRoot.MfaFactor.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.ID(childComplexity), true
+	case "MfaFactor.lastUsedAt":
+		if e.ComplexityRoot.MfaFactor.LastUsedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.LastUsedAt(childComplexity), true
+	case "MfaFactor.name":
+		if e.ComplexityRoot.MfaFactor.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.Name(childComplexity), true
+	case "MfaFactor.type":
+		if e.ComplexityRoot.MfaFactor.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.Type(childComplexity), true
+	case "MfaFactor.verifiedAt":
+		if e.ComplexityRoot.MfaFactor.VerifiedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.VerifiedAt(childComplexity), true
+
 	case "Mutation.addMembership":
 		if e.ComplexityRoot.Mutation.AddMembership == nil {
 			break
@@ -388,6 +441,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RemoveMembership(childComplexity, args["userId"].(string), args["tenantId"].(string), args["nodeId"].(*string)), true
+	case "Mutation.resetMfaFactors":
+		if e.ComplexityRoot.Mutation.ResetMfaFactors == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resetMfaFactors_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResetMfaFactors(childComplexity, args["userId"].(string)), true
 	case "Mutation.rotateSigningKey":
 		if e.ComplexityRoot.Mutation.RotateSigningKey == nil {
 			break
@@ -598,6 +662,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.Email(childComplexity), true
+	case "User.factors":
+		if e.ComplexityRoot.User.Factors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.Factors(childComplexity), true
 	case "User.firstName":
 		if e.ComplexityRoot.User.FirstName == nil {
 			break
@@ -791,6 +861,8 @@ type Mutation {
   reactivateUser(id: ID!): User!
   "Admin; GDPR erasure: deactivated, names and email emptied; idempotent; emits identity.user.deactivated.v1."
   eraseUser(id: ID!): User!
+  "Admin of the user's tenant: delete every second factor and recovery code of the user (lost phone); emits identity.user.mfa_reset.v1."
+  resetMfaFactors(userId: ID!): Boolean!
   "Promote the next signing key now (SUPER_ADMIN); emits identity.jwks.rotated.v1."
   rotateSigningKey: SigningKey!
 }
@@ -855,6 +927,23 @@ type User {
   status: UserStatus!
   createdAt: Time!
   deactivatedAt: Time
+  "Second factors (TOTP, WebAuthn). Visible to the user itself and to admins of its tenant."
+  factors: [MfaFactor!]!
+}
+
+enum MfaFactorType {
+  TOTP
+  WEBAUTHN
+}
+
+type MfaFactor {
+  id: ID!
+  type: MfaFactorType!
+  name: String!
+  createdAt: Time!
+  "Null while a TOTP enrolment awaits its first code."
+  verifiedAt: Time
+  lastUsedAt: Time
 }
 
 type UserEdge {
@@ -1009,6 +1098,24 @@ func (ec *executionContext) childFields_Membership(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type Membership", field.Name)
 }
 
+func (ec *executionContext) childFields_MfaFactor(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_MfaFactor_id(ctx, field)
+	case "type":
+		return ec.fieldContext_MfaFactor_type(ctx, field)
+	case "name":
+		return ec.fieldContext_MfaFactor_name(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_MfaFactor_createdAt(ctx, field)
+	case "verifiedAt":
+		return ec.fieldContext_MfaFactor_verifiedAt(ctx, field)
+	case "lastUsedAt":
+		return ec.fieldContext_MfaFactor_lastUsedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MfaFactor", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -1077,6 +1184,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_createdAt(ctx, field)
 	case "deactivatedAt":
 		return ec.fieldContext_User_deactivatedAt(ctx, field)
+	case "factors":
+		return ec.fieldContext_User_factors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type User", field.Name)
 }
@@ -1328,6 +1437,20 @@ func (ec *executionContext) field_Mutation_removeMembership_args(ctx context.Con
 		return nil, err
 	}
 	args["nodeId"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_resetMfaFactors_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg0
 	return args, nil
 }
 
@@ -2046,6 +2169,144 @@ func (ec *executionContext) fieldContext_Membership_roles(_ context.Context, fie
 	return graphql.NewScalarFieldContext("Membership", field, false, false, "String")
 }
 
+func (ec *executionContext) _MfaFactor_id(ctx context.Context, field graphql.CollectedField, obj *model.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "ID")
+}
+
+func (ec *executionContext) _MfaFactor_type(ctx context.Context, field graphql.CollectedField, obj *model.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.MfaFactorType) graphql.Marshaler {
+			return ec.marshalNMfaFactorType2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMfaFactorType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "MfaFactorType")
+}
+
+func (ec *executionContext) _MfaFactor_name(ctx context.Context, field graphql.CollectedField, obj *model.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "String")
+}
+
+func (ec *executionContext) _MfaFactor_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MfaFactor_verifiedAt(ctx context.Context, field graphql.CollectedField, obj *model.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_verifiedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VerifiedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_verifiedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MfaFactor_lastUsedAt(ctx context.Context, field graphql.CollectedField, obj *model.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_lastUsedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastUsedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_lastUsedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Mutation_createTenant(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2436,6 +2697,50 @@ func (ec *executionContext) fieldContext_Mutation_eraseUser(ctx context.Context,
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_eraseUser_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_resetMfaFactors(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_resetMfaFactors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ResetMfaFactors(ctx, fc.Args["userId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_resetMfaFactors(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_resetMfaFactors_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -3372,6 +3677,38 @@ func (ec *executionContext) _User_deactivatedAt(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_User_deactivatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("User", field, false, false, "Time")
+}
+
+func (ec *executionContext) _User_factors(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_User_factors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.User().Factors(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.MfaFactor) graphql.Marshaler {
+			return ec.marshalNMfaFactor2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMfaFactorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_User_factors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "User",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MfaFactor(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _UserConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.UserConnection) (ret graphql.Marshaler) {
@@ -5129,6 +5466,64 @@ func (ec *executionContext) _Membership(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var mfaFactorImplementors = []string{"MfaFactor"}
+
+func (ec *executionContext) _MfaFactor(ctx context.Context, sel ast.SelectionSet, obj *model.MfaFactor) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, mfaFactorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MfaFactor")
+		case "id":
+			out.Values[i] = ec._MfaFactor_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "type":
+			out.Values[i] = ec._MfaFactor_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._MfaFactor_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._MfaFactor_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "verifiedAt":
+			out.Values[i] = ec._MfaFactor_verifiedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "lastUsedAt":
+			out.Values[i] = ec._MfaFactor_lastUsedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -5207,6 +5602,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "eraseUser":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_eraseUser(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resetMfaFactors":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_resetMfaFactors(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -5505,43 +5907,49 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 		case "id":
 			out.Values[i] = ec._User_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "tenantId":
 			out.Values[i] = ec._User_tenantId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "email":
 			out.Values[i] = ec._User_email(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "firstName":
 			out.Values[i] = ec._User_firstName(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "lastName":
 			out.Values[i] = ec._User_lastName(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "status":
 			out.Values[i] = ec._User_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
 			out.Values[i] = ec._User_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "deactivatedAt":
 			out.Values[i] = ec._User_deactivatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "factors":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._User_factors(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6133,6 +6541,36 @@ func (ec *executionContext) marshalNMembership2ᚖgithubᚗcomᚋghasiᚑehealth
 func (ec *executionContext) unmarshalNMembershipInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMembershipInput(ctx context.Context, v any) (model.MembershipInput, error) {
 	res, err := ec.unmarshalInputMembershipInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMfaFactor2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMfaFactor(ctx context.Context, sel ast.SelectionSet, v model.MfaFactor) graphql.Marshaler {
+	return ec._MfaFactor(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNMfaFactor2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMfaFactorᚄ(ctx context.Context, sel ast.SelectionSet, v []model.MfaFactor) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMfaFactor2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMfaFactor(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNMfaFactorType2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMfaFactorType(ctx context.Context, v any) (model.MfaFactorType, error) {
+	var res model.MfaFactorType
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMfaFactorType2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMfaFactorType(ctx context.Context, sel ast.SelectionSet, v model.MfaFactorType) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {

@@ -80,6 +80,16 @@ type MembershipInput struct {
 	Roles    []string `json:"roles"`
 }
 
+type MfaFactor struct {
+	ID        string        `json:"id"`
+	Type      MfaFactorType `json:"type"`
+	Name      string        `json:"name"`
+	CreatedAt time.Time     `json:"createdAt"`
+	// Null while a TOTP enrolment awaits its first code.
+	VerifiedAt *time.Time `json:"verifiedAt,omitempty"`
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+}
+
 type Mutation struct {
 }
 
@@ -125,6 +135,8 @@ type User struct {
 	Status        UserStatus `json:"status"`
 	CreatedAt     time.Time  `json:"createdAt"`
 	DeactivatedAt *time.Time `json:"deactivatedAt,omitempty"`
+	// Second factors (TOTP, WebAuthn). Visible to the user itself and to admins of its tenant.
+	Factors []MfaFactor `json:"factors"`
 }
 
 type UserConnection struct {
@@ -135,6 +147,61 @@ type UserConnection struct {
 type UserEdge struct {
 	Cursor string `json:"cursor"`
 	Node   *User  `json:"node"`
+}
+
+type MfaFactorType string
+
+const (
+	MfaFactorTypeTotp     MfaFactorType = "TOTP"
+	MfaFactorTypeWebauthn MfaFactorType = "WEBAUTHN"
+)
+
+var AllMfaFactorType = []MfaFactorType{
+	MfaFactorTypeTotp,
+	MfaFactorTypeWebauthn,
+}
+
+func (e MfaFactorType) IsValid() bool {
+	switch e {
+	case MfaFactorTypeTotp, MfaFactorTypeWebauthn:
+		return true
+	}
+	return false
+}
+
+func (e MfaFactorType) String() string {
+	return string(e)
+}
+
+func (e *MfaFactorType) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = MfaFactorType(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid MfaFactorType", str)
+	}
+	return nil
+}
+
+func (e MfaFactorType) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *MfaFactorType) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e MfaFactorType) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type SigningKeyState string

@@ -71,6 +71,7 @@ func sampleData() map[string]struct {
 		"identity.user.security_incident.v1":            {sampleUserID, true, user(obj{"kind": "refresh_replay", "sessionId": sampleSession, "ip": "2001:db8::1"})},
 		"identity.user.mfa_enrolled.v1":                 {sampleUserID, true, user(obj{"method": "totp"})},
 		"identity.user.mfa_challenge_failed.v1":         {sampleUserID, true, user(obj{"method": "webauthn"})},
+		"identity.user.mfa_reset.v1":                    {sampleUserID, true, user(obj{"actorId": sampleActorID})},
 		"identity.device.registered.v1":                 {sampleDevice, true, dev(nil)},
 		"identity.device.trusted.v1":                    {sampleDevice, true, dev(nil)},
 		"identity.device.bound_for_offline.v1":          {sampleDevice, true, dev(obj{"certificateSerial": "4f2a9c", "expiresAt": sampleTime})},

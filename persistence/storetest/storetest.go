@@ -20,6 +20,8 @@ var suites = []struct {
 	{"users", testUsers},
 	{"tenancy", testTenancy},
 	{"sessions", testSessions},
+	{"mfa", testMFA},
+	{"passkeys", testPasskeys},
 }
 
 // Run runs the whole conformance suite against the backend open returns.
