@@ -92,9 +92,11 @@ func mountAuth(mux *http.ServeMux, errs Errors, svc Auth) {
 		}
 		return http.StatusNoContent, nil, svc.Logout(r.Context(), in.RefreshToken)
 	})))
-	mux.HandleFunc("POST /api/v1/auth/logout-all", errs.handler(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	// authenticated: the restricted MFA-enrolment credential is refused here
+	// as everywhere but the enrolment endpoints and whoami.
+	mux.HandleFunc("POST /api/v1/auth/logout-all", errs.handler(authenticated(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		return http.StatusNoContent, nil, svc.LogoutAll(r.Context())
-	}))
+	})))
 	mux.HandleFunc("GET /api/v1/auth/whoami", errs.handler(func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		id, err := svc.Whoami(r.Context())
 		if err != nil {

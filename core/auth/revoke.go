@@ -28,7 +28,7 @@ import (
 func (s *Service) Logout(ctx context.Context, refreshToken *string) error {
 	ctx, span := s.tracer.Start(ctx, SpanLogout)
 	defer span.End()
-	p, err := core.RequireAnyPrincipal(ctx)
+	p, err := core.RequirePrincipal(ctx)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (s *Service) Logout(ctx context.Context, refreshToken *string) error {
 func (s *Service) LogoutAll(ctx context.Context) error {
 	ctx, span := s.tracer.Start(ctx, SpanLogout)
 	defer span.End()
-	p, err := core.RequireAnyPrincipal(ctx)
+	p, err := core.RequirePrincipal(ctx)
 	if err != nil {
 		return err
 	}
