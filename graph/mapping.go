@@ -3,8 +3,10 @@ package graph
 import (
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
@@ -97,4 +99,14 @@ func userResult(u user.User, err error) (*model.User, error) {
 func factorOut(f mfa.FactorInfo) model.MfaFactor {
 	return model.MfaFactor{ID: f.ID, Type: model.MfaFactorType(strings.ToUpper(f.Type)), Name: f.Name,
 		CreatedAt: f.CreatedAt.UTC(), VerifiedAt: f.VerifiedAt, LastUsedAt: f.LastUsedAt}
+}
+
+func apiKeyOut(k apikey.Key) *model.APIKey {
+	return &model.APIKey{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes, TenantID: k.TenantID,
+		CreatedAt: k.CreatedAt.UTC(), ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt}
+}
+
+func createdAPIKeyOut(k apikey.Key, secret string, previousExpires *time.Time) *model.CreatedAPIKey {
+	return &model.CreatedAPIKey{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Secret: secret, Scopes: k.Scopes,
+		TenantID: k.TenantID, CreatedAt: k.CreatedAt.UTC(), PreviousSecretExpiresAt: previousExpires}
 }

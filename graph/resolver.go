@@ -5,11 +5,14 @@ package graph
 
 import (
 	"context"
+	"time"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
+	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 )
@@ -53,11 +56,27 @@ type Factors interface {
 	ResetFactors(ctx context.Context, userID string) error
 }
 
+// APIKeys manages tenants' API keys.
+type APIKeys interface {
+	List(ctx context.Context, tenantID string) ([]apikey.Key, error)
+	Create(ctx context.Context, in apikey.CreateInput) (apikey.Created, error)
+	Rotate(ctx context.Context, id string, overlap *time.Duration) (apikey.Rotated, error)
+	Revoke(ctx context.Context, id string) (apikey.Key, error)
+}
+
+// Accounts manages service accounts.
+type Accounts interface {
+	List(ctx context.Context, tenantID string) ([]serviceaccount.Account, error)
+	Create(ctx context.Context, in serviceaccount.CreateInput) (serviceaccount.Created, error)
+}
+
 // Resolver holds the core services the resolvers call.
 type Resolver struct {
-	Keyring     KeyAdmin
-	Audit       EventLog
-	Directory   Directory
-	UserService Users
-	MFA         Factors
+	Keyring        KeyAdmin
+	Audit          EventLog
+	Directory      Directory
+	UserService    Users
+	MFA            Factors
+	KeyService     APIKeys
+	AccountService Accounts
 }

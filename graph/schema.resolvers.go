@@ -8,9 +8,12 @@ package graph
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
+	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/graph/generated"
@@ -92,6 +95,49 @@ func (r *mutationResolver) ResetMfaFactors(ctx context.Context, userID string) (
 	return true, nil
 }
 
+// CreateAPIKey is the resolver for the createApiKey field.
+func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreatedAPIKey, error) {
+	created, err := r.KeyService.Create(ctx, apikey.CreateInput{Name: input.Name, Scopes: input.Scopes,
+		TenantID: deref(input.TenantID), ExpiresAt: input.ExpiresAt})
+	if err != nil {
+		return nil, err
+	}
+	return createdAPIKeyOut(created.Key, created.Secret, nil), nil
+}
+
+// RotateAPIKey is the resolver for the rotateApiKey field.
+func (r *mutationResolver) RotateAPIKey(ctx context.Context, id string, overlapSeconds *int) (*model.CreatedAPIKey, error) {
+	var overlap *time.Duration
+	if overlapSeconds != nil {
+		d := time.Duration(*overlapSeconds) * time.Second
+		overlap = &d
+	}
+	rotated, err := r.KeyService.Rotate(ctx, id, overlap)
+	if err != nil {
+		return nil, err
+	}
+	return createdAPIKeyOut(rotated.Key, rotated.Secret, &rotated.PreviousSecretExpiresAt), nil
+}
+
+// RevokeAPIKey is the resolver for the revokeApiKey field.
+func (r *mutationResolver) RevokeAPIKey(ctx context.Context, id string) (*model.APIKey, error) {
+	k, err := r.KeyService.Revoke(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return apiKeyOut(k), nil
+}
+
+// CreateServiceAccount is the resolver for the createServiceAccount field.
+func (r *mutationResolver) CreateServiceAccount(ctx context.Context, input model.CreateServiceAccountInput) (*model.CreatedServiceAccount, error) {
+	created, err := r.AccountService.Create(ctx, serviceaccount.CreateInput{Name: input.Name, TenantID: input.TenantID, Scopes: input.Scopes})
+	if err != nil {
+		return nil, err
+	}
+	a := created.Account
+	return &model.CreatedServiceAccount{ID: a.ID, ClientID: a.ClientID, ClientSecret: created.ClientSecret, Scopes: a.Scopes, TenantID: a.TenantID}, nil
+}
+
 // RotateSigningKey is the resolver for the rotateSigningKey field.
 func (r *mutationResolver) RotateSigningKey(ctx context.Context) (*model.SigningKey, error) {
 	k, err := r.Keyring.RotateAsAdmin(ctx)
@@ -151,6 +197,32 @@ func (r *queryResolver) Nodes(ctx context.Context, tenantID string) ([]model.Hie
 	out := make([]model.HierarchyNode, 0, len(ns))
 	for _, n := range ns {
 		out = append(out, *nodeOut(n))
+	}
+	return out, nil
+}
+
+// APIKeys is the resolver for the apiKeys field.
+func (r *queryResolver) APIKeys(ctx context.Context, tenantID *string) ([]model.APIKey, error) {
+	ks, err := r.KeyService.List(ctx, deref(tenantID))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.APIKey, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, *apiKeyOut(k))
+	}
+	return out, nil
+}
+
+// ServiceAccounts is the resolver for the serviceAccounts field.
+func (r *queryResolver) ServiceAccounts(ctx context.Context, tenantID *string) ([]model.ServiceAccount, error) {
+	as, err := r.AccountService.List(ctx, deref(tenantID))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.ServiceAccount, 0, len(as))
+	for _, a := range as {
+		out = append(out, model.ServiceAccount{ID: a.ID, Name: a.Name, ClientID: a.ClientID, Scopes: a.Scopes, TenantID: a.TenantID, CreatedAt: a.CreatedAt.UTC()})
 	}
 	return out, nil
 }

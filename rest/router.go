@@ -10,15 +10,18 @@ import (
 
 // Deps are the core services the REST transport calls.
 type Deps struct {
-	Logger    *slog.Logger
-	PublicURL string
-	Keys      JWKSource
-	Checks    []Check
-	Tenants   Tenants
-	Users     Users
-	Auth      Auth
-	MFA       MFA
-	WebAuthn  WebAuthnRegistration
+	Logger          *slog.Logger
+	PublicURL       string
+	Keys            JWKSource
+	Checks          []Check
+	Tenants         Tenants
+	Users           Users
+	Auth            Auth
+	MFA             MFA
+	WebAuthn        WebAuthnRegistration
+	OAuth           OAuthTokens
+	ServiceAccounts ServiceAccounts
+	APIKeys         APIKeys
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -41,6 +44,15 @@ func Mount(mux *http.ServeMux, d Deps) {
 	}
 	if d.WebAuthn != nil {
 		mountWebAuthn(mux, errs, d.WebAuthn)
+	}
+	if d.OAuth != nil {
+		mountOAuth(mux, errs, d.OAuth)
+	}
+	if d.ServiceAccounts != nil {
+		mountServiceAccounts(mux, errs, d.ServiceAccounts)
+	}
+	if d.APIKeys != nil {
+		mountAPIKeys(mux, errs, d.APIKeys)
 	}
 	if d.Users != nil {
 		mountUsers(mux, errs, d.Users)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ghasi-ehealth/identity-service/cache"
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
@@ -22,6 +23,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
 	"github.com/ghasi-ehealth/identity-service/core/mfa/passkey"
 	"github.com/ghasi-ehealth/identity-service/core/password"
+	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/token"
 	"github.com/ghasi-ehealth/identity-service/core/user"
@@ -66,6 +68,8 @@ type Main struct {
 	users     *user.Service
 	auth      *auth.Service
 	mfa       *mfa.Service
+	accounts  *serviceaccount.Service
+	apiKeys   *apikey.Service
 	passkeys  *passkey.Service
 	valkey    *cache.Valkey
 
@@ -185,6 +189,13 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("load revoked sessions: %w", err)
 		}
 	}
+	apiKeySecret := m.cfg.APIKeyHMACSecret
+	if apiKeySecret == nil {
+		apiKeySecret = m.master.DeriveSecret(apikey.HMACKeyLabel)
+	}
+	m.apiKeys = apikey.NewService(persistence.NewAPIKeyStore(m.db), m.authz, m.clock, apiKeySecret, m.logger)
+	m.accounts = serviceaccount.NewService(persistence.NewServiceAccountStore(m.db), m.authz, m.issuer, m.clock,
+		m.master.DeriveSecret(serviceaccount.SecretKeyLabel), limiter, m.logger)
 	m.users = user.NewService(persistence.NewUserStore(m.db), m.authz, m.hasher, policy, auth.SessionRevoker{Service: m.auth}, m.clock, user.Config{
 		PublicURL: m.cfg.PublicURL,
 		TokenKey:  m.master.DeriveSecret(user.TokenKeyLabel),
@@ -263,16 +274,19 @@ func (m *Main) handler() http.Handler {
 	rest.Mount(mux, rest.Deps{Logger: m.logger, PublicURL: m.cfg.PublicURL, Keys: m.keys, Checks: checks,
 		Tenants: m.tenancy, Users: m.users, Auth: m.auth,
 		MFA:      mfaEndpoints{Service: m.mfa, auth: m.auth},
-		WebAuthn: m.passkeys})
+		WebAuthn: m.passkeys,
+		OAuth:    m.accounts, ServiceAccounts: m.accounts, APIKeys: m.apiKeys})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
-		Keyring:     m.keys,
-		Audit:       audit.NewService(m.db, m.authz),
-		Directory:   m.tenancy,
-		UserService: m.users,
-		MFA:         m.mfa,
+		Keyring:        m.keys,
+		Audit:          audit.NewService(m.db, m.authz),
+		Directory:      m.tenancy,
+		UserService:    m.users,
+		MFA:            m.mfa,
+		KeyService:     m.apiKeys,
+		AccountService: m.accounts,
 	}, m.logger))
 	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
-	rpc.Mount(mux, rpc.Deps{}, rpc.Options{
+	rpc.Mount(mux, rpc.Deps{APIKeys: apiKeyVerifier{m.apiKeys}}, rpc.Options{
 		Logger:         m.logger,
 		TracerProvider: m.telemetry.TracerProvider,
 		Ready: func(ctx context.Context) error {
@@ -285,7 +299,7 @@ func (m *Main) handler() http.Handler {
 		},
 	})
 	var h http.Handler = mux
-	h = httpx.Authenticate(m.verifier, nil)(h)
+	h = httpx.Authenticate(serviceAccountScopes{Verifier: m.verifier, accounts: m.accounts}, m.apiKeys)(h)
 	h = httpx.NewClientIP(m.cfg.TrustedProxies).Middleware(h)
 	h = rest.Recover(m.logger)(h)
 	h = httpx.RequestID(h)
@@ -363,4 +377,31 @@ type mfaEndpoints struct {
 
 func (e mfaEndpoints) VerifyMFA(ctx context.Context, in auth.MFAVerifyInput) (auth.TokenResponse, error) {
 	return e.auth.VerifyMFA(ctx, in)
+}
+
+// serviceAccountScopes verifies access tokens and, for service accounts,
+// loads the account's scopes into the principal (the frozen claim shape
+// carries none); a disabled account's tokens stop working with it.
+type serviceAccountScopes struct {
+	*token.Verifier
+	accounts *serviceaccount.Service
+}
+
+func (v serviceAccountScopes) Verify(ctx context.Context, raw string) (*core.Principal, error) {
+	p, err := v.Verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.accounts.EnrichPrincipal(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// apiKeyVerifier adapts the API-key service to Connect's VerifyApiKey.
+type apiKeyVerifier struct{ keys *apikey.Service }
+
+func (a apiKeyVerifier) VerifyAPIKey(ctx context.Context, key string) (rpc.APIKeyVerification, error) {
+	v, err := a.keys.VerifyAPIKey(ctx, key)
+	return rpc.APIKeyVerification(v), err
 }

@@ -49,6 +49,8 @@ type Config struct {
 	// GoMemLimitSet is true when the operator set GOMEMLIMIT; otherwise the
 	// service derives a soft memory limit from the argon2id budget.
 	GoMemLimitSet bool
+	// APIKeyHMACSecret is IDENTITY_APIKEY_HMAC_SECRET; nil derives it from the master key.
+	APIKeyHMACSecret []byte
 }
 
 // ConfigError names the variable whose value is unusable.
@@ -117,6 +119,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			return bad("IDENTITY_MASTER_KEY", "must be the base64 encoding of exactly 32 bytes")
 		}
 		c.MasterKey = key
+	}
+	if raw := getenv("IDENTITY_APIKEY_HMAC_SECRET"); raw != "" {
+		if len(raw) < 32 {
+			return bad("IDENTITY_APIKEY_HMAC_SECRET", "must be at least 32 bytes")
+		}
+		c.APIKeyHMACSecret = []byte(raw)
 	}
 	if (c.BootstrapEmail == "") != (c.BootstrapPassword == "") {
 		return bad("IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", "IDENTITY_BOOTSTRAP_ADMIN_EMAIL and IDENTITY_BOOTSTRAP_ADMIN_PASSWORD must be set together")

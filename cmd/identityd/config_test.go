@@ -74,6 +74,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"IDENTITY_WEBAUTHN_ORIGINS", "localhost:8080"},
 		{"IDENTITY_LOG_LEVEL", "loud"},
 		{"IDENTITY_BREACHED_PASSWORDS_FILE", "/nonexistent/list.txt"},
+		{"IDENTITY_APIKEY_HMAC_SECRET", "too-short"},
 		{"IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", ""}, // email without password
 	}
 	for _, tc := range tests {

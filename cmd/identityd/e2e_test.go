@@ -143,7 +143,14 @@ func TestConnectOnTheSameListener(t *testing.T) {
 
 		tokens := identityv1connect.NewTokenServiceClient(client, s.baseURL, opt)
 		_, err = tokens.VerifyApiKey(ctx, connect.NewRequest(&identityv1.VerifyApiKeyRequest{Key: "k"}))
-		require.Equal(t, connect.CodeUnimplemented, connect.CodeOf(err), "API keys arrive with a later issue")
+		require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(err), "a service credential is required")
+		var cerr *connect.Error
+		require.ErrorAs(t, err, &cerr)
+		require.Equal(t, "IDENT_UNAUTHENTICATED", cerr.Meta().Get("identity-error-code"))
+
+		licensing := identityv1connect.NewLicensingServiceClient(client, s.baseURL, opt)
+		_, err = licensing.CheckModuleAccess(ctx, connect.NewRequest(&identityv1.CheckModuleAccessRequest{}))
+		require.Equal(t, connect.CodeUnimplemented, connect.CodeOf(err), "licensing arrives with a later issue")
 	}
 }
 

@@ -10,11 +10,37 @@ import (
 	"time"
 )
 
+type APIKey struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Leading, non-secret part of the key string (shown in lists).
+	Prefix    string     `json:"prefix"`
+	Scopes    []string   `json:"scopes"`
+	TenantID  string     `json:"tenantId"`
+	CreatedAt time.Time  `json:"createdAt"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+}
+
+type CreateAPIKeyInput struct {
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+	// Default: the caller's tenant.
+	TenantID  *string    `json:"tenantId,omitempty"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
 type CreateNodeInput struct {
 	TenantID string  `json:"tenantId"`
 	ParentID *string `json:"parentId,omitempty"`
 	Name     string  `json:"name"`
 	Kind     string  `json:"kind"`
+}
+
+type CreateServiceAccountInput struct {
+	Name     string   `json:"name"`
+	TenantID string   `json:"tenantId"`
+	Scopes   []string `json:"scopes"`
 }
 
 type CreateTenantInput struct {
@@ -33,6 +59,29 @@ type CreateUserInput struct {
 	LastName  string  `json:"lastName"`
 	// Optional first password; without it the user sets one when verifying the email.
 	Password *string `json:"password,omitempty"`
+}
+
+// A key with its secret: returned once, by createApiKey and rotateApiKey.
+type CreatedAPIKey struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Prefix string `json:"prefix"`
+	// The whole key string, to send as X-API-Key. Shown only here.
+	Secret    string    `json:"secret"`
+	Scopes    []string  `json:"scopes"`
+	TenantID  string    `json:"tenantId"`
+	CreatedAt time.Time `json:"createdAt"`
+	// After a rotation: when the previous secret stops working.
+	PreviousSecretExpiresAt *time.Time `json:"previousSecretExpiresAt,omitempty"`
+}
+
+type CreatedServiceAccount struct {
+	ID       string `json:"id"`
+	ClientID string `json:"clientId"`
+	// Shown only here.
+	ClientSecret string   `json:"clientSecret"`
+	Scopes       []string `json:"scopes"`
+	TenantID     string   `json:"tenantId"`
 }
 
 type Event struct {
@@ -99,6 +148,15 @@ type PageInfo struct {
 }
 
 type Query struct {
+}
+
+type ServiceAccount struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	ClientID  string    `json:"clientId"`
+	Scopes    []string  `json:"scopes"`
+	TenantID  string    `json:"tenantId"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 type SigningKey struct {

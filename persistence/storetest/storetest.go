@@ -22,6 +22,8 @@ var suites = []struct {
 	{"sessions", testSessions},
 	{"mfa", testMFA},
 	{"passkeys", testPasskeys},
+	{"apikeys", testAPIKeys},
+	{"service accounts", testServiceAccounts},
 }
 
 // Run runs the whole conformance suite against the backend open returns.
