@@ -1,0 +1,314 @@
+package main
+
+// End-to-end tests of service accounts and the client_credentials grant
+// (IDENT-US-007), and of secrets hygiene in logs and events.
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ghasi-ehealth/identity-service/core/apikey"
+	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
+	identityv1 "github.com/ghasi-ehealth/identity-service/rpc/gen/identity/v1"
+	"github.com/ghasi-ehealth/identity-service/rpc/gen/identity/v1/identityv1connect"
+)
+
+func TestServiceAccountClientCredentialsEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := startService(t, baseEnv(t))
+	w := newWorld(t, s)
+
+	// Create as SUPER_ADMIN: 201 with the secret, once.
+	res := s.call(t, http.MethodPost, "/api/v1/service-accounts", w.super,
+		map[string]any{"name": "lab system", "tenantId": w.tenantA.ID, "scopes": []string{"tenant:users:read"}})
+	var sa serviceAccountDoc
+	res.decode(t, http.StatusCreated, &sa)
+	require.Subset(t, res.members(t), []string{"id", "clientId", "clientSecret", "scopes", "tenantId"})
+	require.Equal(t, w.tenantA.ID, sa.TenantID)
+	require.Equal(t, []string{"tenant:users:read"}, sa.Scopes)
+	require.Regexp(t, `^sa_[0-9A-Za-z]{20}$`, sa.ClientID)
+	require.GreaterOrEqual(t, len(sa.ClientSecret), 43, "256-bit secret")
+	d := s.saEventData(t, sa.ID)
+	require.Equal(t, map[string]any{"serviceAccountId": sa.ID, "clientId": sa.ClientID, "tenantId": w.tenantA.ID}, d)
+
+	other := s.createServiceAccount(t, w.super, w.tenantA.ID, "tenant:users:read")
+	require.NotEqual(t, sa.ClientID, other.ClientID, "client ids are unique")
+	require.NotEqual(t, sa.ID, other.ID)
+
+	// Only SUPER_ADMIN creates; validation.
+	events := s.eventCount(t)
+	requireProblem(t, s.call(t, http.MethodPost, "/api/v1/service-accounts", w.tokA,
+		map[string]any{"name": "x", "tenantId": w.tenantA.ID, "scopes": []string{"tenant:users:read"}}), http.StatusForbidden, "IDENT_FORBIDDEN")
+	requireProblem(t, s.call(t, http.MethodPost, "/api/v1/service-accounts", "",
+		map[string]any{"name": "x", "tenantId": w.tenantA.ID, "scopes": []string{"tenant:users:read"}}), http.StatusUnauthorized, "IDENT_UNAUTHENTICATED")
+	p := requireProblem(t, s.call(t, http.MethodPost, "/api/v1/service-accounts", w.super,
+		map[string]any{"name": "x", "tenantId": w.tenantA.ID, "scopes": []string{"tenant:nope:read"}}), http.StatusBadRequest, "IDENT_VALIDATION")
+	require.Contains(t, p.Fields, "scopes")
+	require.Equal(t, events, s.eventCount(t))
+
+	// client_secret_post (form).
+	post := map[string]string{"grant_type": "client_credentials", "client_id": sa.ClientID, "client_secret": sa.ClientSecret}
+	res = s.tokenRequest(t, "", post, nil)
+	var tok oauthTokenDoc
+	res.decode(t, http.StatusOK, &tok)
+	require.Subset(t, res.members(t), []string{"access_token", "token_type", "expires_in"})
+	require.Equal(t, "Bearer", tok.TokenType)
+	require.Equal(t, 900, tok.ExpiresIn)
+	require.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+
+	// The frozen claim shape, amr ["client"], no session in the jti.
+	j := s.decodeJWT(t, tok.AccessToken)
+	require.Equal(t, "at+jwt", j.Header["typ"])
+	require.ElementsMatch(t, []string{"sub", "tid", "tids", "jti", "amr", "exp", "iat", "iss", "aud"}, j.Members)
+	require.Equal(t, sa.ID, j.str("sub"))
+	require.Equal(t, w.tenantA.ID, j.str("tid"))
+	require.Equal(t, []string{w.tenantA.ID}, j.strs("tids"))
+	require.Equal(t, []string{"client"}, j.strs("amr"))
+	require.NotEmpty(t, j.str("jti"))
+	require.NotContains(t, j.str("jti"), ".")
+	require.Equal(t, s.main.cfg.PublicURL, j.str("iss"))
+	require.Equal(t, "ghasi-platform", j.str("aud"))
+	require.InDelta(t, 900, j.num("exp")-j.num("iat"), 1)
+
+	// whoami: a service account with its scopes.
+	var who whoamiDoc
+	s.call(t, http.MethodGet, "/api/v1/auth/whoami", tok.AccessToken, nil).decode(t, http.StatusOK, &who)
+	require.Equal(t, "service_account", who.Type)
+	require.Equal(t, sa.ID, who.ID)
+	require.Equal(t, w.tenantA.ID, who.TenantID)
+	require.Equal(t, []string{w.tenantA.ID}, who.TenantIDs)
+	require.Equal(t, []string{"tenant:users:read"}, who.Scopes)
+
+	// client_secret_basic and a JSON body.
+	var basicTok, jsonTok oauthTokenDoc
+	s.tokenRequest(t, "", map[string]string{"grant_type": "client_credentials"}, []string{sa.ClientID, sa.ClientSecret}).
+		decode(t, http.StatusOK, &basicTok)
+	require.Equal(t, 900, basicTok.ExpiresIn)
+	s.tokenRequest(t, "application/json", post, nil).decode(t, http.StatusOK, &jsonTok)
+	require.Equal(t, "Bearer", jsonTok.TokenType)
+	require.NotEqual(t, tok.AccessToken, jsonTok.AccessToken)
+	require.NotEqual(t, s.decodeJWT(t, basicTok.AccessToken).str("jti"), j.str("jti"))
+
+	// RFC 6749 errors.
+	bad := map[string]string{"grant_type": "client_credentials", "client_id": sa.ClientID, "client_secret": "wrong-" + sa.ClientSecret}
+	requireOAuthError(t, s.tokenRequest(t, "", bad, nil), http.StatusUnauthorized, "invalid_client")
+	requireOAuthError(t, s.tokenRequest(t, "", map[string]string{"grant_type": "client_credentials"}, []string{sa.ClientID, "nope"}),
+		http.StatusUnauthorized, "invalid_client")
+	requireOAuthError(t, s.tokenRequest(t, "", map[string]string{"grant_type": "client_credentials", "client_id": "sa_unknown", "client_secret": "x"}, nil),
+		http.StatusUnauthorized, "invalid_client")
+	requireOAuthError(t, s.tokenRequest(t, "", map[string]string{"grant_type": "password", "client_id": sa.ClientID, "client_secret": sa.ClientSecret}, nil),
+		http.StatusBadRequest, "unsupported_grant_type")
+	requireOAuthError(t, s.tokenRequest(t, "", map[string]string{"client_id": sa.ClientID, "client_secret": sa.ClientSecret}, nil),
+		http.StatusBadRequest, "invalid_request")
+	requireOAuthError(t, s.tokenRequest(t, "", post, []string{sa.ClientID, sa.ClientSecret}),
+		http.StatusBadRequest, "invalid_request") // both methods at once
+	requireOAuthError(t, s.tokenRequest(t, "", map[string]string{"grant_type": "client_credentials", "client_id": sa.ClientID,
+		"client_secret": sa.ClientSecret, "scope": "tenant:users:write"}, nil), http.StatusBadRequest, "invalid_scope")
+
+	// Secret rotation with a short overlap.
+	requireProblem(t, s.call(t, http.MethodPost, "/api/v1/service-accounts/"+sa.ID+"/rotate-secret", w.tokA,
+		map[string]any{"overlapSeconds": 2}), http.StatusForbidden, "IDENT_FORBIDDEN")
+	var rot struct {
+		ID                      string    `json:"id"`
+		ClientSecret            string    `json:"clientSecret"`
+		PreviousSecretExpiresAt time.Time `json:"previousSecretExpiresAt"`
+	}
+	s.call(t, http.MethodPost, "/api/v1/service-accounts/"+sa.ID+"/rotate-secret", w.super,
+		map[string]any{"overlapSeconds": 2}).decode(t, http.StatusOK, &rot)
+	require.Equal(t, sa.ID, rot.ID)
+	require.NotEqual(t, sa.ClientSecret, rot.ClientSecret)
+	require.WithinDuration(t, time.Now().Add(2*time.Second), rot.PreviousSecretExpiresAt, time.Second)
+	s.clientToken(t, sa.ClientID, sa.ClientSecret) // old, inside the overlap
+	s.clientToken(t, sa.ClientID, rot.ClientSecret)
+	time.Sleep(time.Until(rot.PreviousSecretExpiresAt) + 100*time.Millisecond)
+	requireOAuthError(t, s.tokenRequest(t, "", post, nil), http.StatusUnauthorized, "invalid_client")
+	newTok := s.clientToken(t, sa.ClientID, rot.ClientSecret)
+	s.call(t, http.MethodGet, "/api/v1/auth/whoami", newTok, nil).decode(t, http.StatusOK, &who)
+	require.Equal(t, sa.ID, who.ID)
+	requireProblem(t, s.call(t, http.MethodPost, "/api/v1/service-accounts/"+sa.ID+"/rotate-secret", w.super,
+		map[string]any{"overlapSeconds": -5}), http.StatusBadRequest, "IDENT_VALIDATION")
+
+	// A service-account token is no admin: it cannot issue API keys.
+	res = s.call(t, http.MethodPost, "/api/v1/api-keys", newTok, map[string]any{"name": "x", "scopes": []string{"tenant:users:read"}})
+	require.Equal(t, http.StatusForbidden, res.Status, "body: %s", res.Body)
+
+	// GraphQL createServiceAccount and serviceAccounts.
+	var created struct {
+		CreateServiceAccount serviceAccountDoc `json:"createServiceAccount"`
+	}
+	s.graphql(t, w.super, `mutation($in: CreateServiceAccountInput!) { createServiceAccount(input: $in) { id clientId clientSecret scopes tenantId } }`,
+		map[string]any{"in": map[string]any{"name": "gql sa", "tenantId": w.tenantB.ID, "scopes": []string{"tenant:licensing:read"}}}).decode(t, &created)
+	g := created.CreateServiceAccount
+	require.Equal(t, w.tenantB.ID, g.TenantID)
+	require.NotEmpty(t, g.ClientSecret)
+	require.Len(t, s.eventsFor(t, serviceaccount.EventCreated, g.ID), 1)
+	gTok := s.clientToken(t, g.ClientID, g.ClientSecret)
+	require.Equal(t, g.ID, s.decodeJWT(t, gTok).str("sub"))
+	require.Equal(t, "IDENT_FORBIDDEN", s.graphql(t, w.tokA, `mutation($in: CreateServiceAccountInput!) { createServiceAccount(input: $in) { id } }`,
+		map[string]any{"in": map[string]any{"name": "x", "tenantId": w.tenantA.ID, "scopes": []string{"tenant:users:read"}}}).code())
+
+	type listed struct {
+		ServiceAccounts []struct {
+			ID, Name, ClientID, TenantID string
+			Scopes                       []string
+		} `json:"serviceAccounts"`
+	}
+	var all listed
+	allRes := s.graphql(t, w.super, `{ serviceAccounts { id name clientId scopes tenantId createdAt } }`, nil)
+	allRes.decode(t, &all)
+	require.Len(t, all.ServiceAccounts, 3)
+	require.NotContains(t, string(allRes.Data), rot.ClientSecret)
+	require.Equal(t, "IDENT_VALIDATION", s.graphql(t, w.super, `{ serviceAccounts { clientSecret } }`, nil).code())
+	var mine listed
+	s.graphql(t, w.tokA, `{ serviceAccounts { id clientId tenantId } }`, nil).decode(t, &mine)
+	require.Len(t, mine.ServiceAccounts, 2, "TENANT_ADMIN of A sees A's accounts")
+	for _, a := range mine.ServiceAccounts {
+		require.Equal(t, w.tenantA.ID, a.TenantID)
+	}
+	require.Equal(t, "IDENT_CROSS_TENANT", s.graphql(t, w.tokA, `query($t: ID) { serviceAccounts(tenantId: $t) { id } }`,
+		map[string]any{"t": w.tenantB.ID}).code())
+}
+
+// TestNoSecretInLogsOrEvents runs every credential flow with the service
+// logging at debug level and requires that no secret string (API-key
+// secret, client secret, password, refresh token, access token) appears in
+// any log line or stored event, nor in any database column in the clear.
+func TestNoSecretInLogsOrEvents(t *testing.T) {
+	t.Parallel()
+	s, logs := startCapturingService(t, withTrustedProxy(baseEnv(t)))
+	w := newWorld(t, s)
+	secrets := map[string]string{"bootstrap password": testAdminPassword, "admin password": goodPassword,
+		"super token": w.super, "admin A token": w.tokA, "admin B token": w.tokB}
+
+	// Password login, refresh, and a failed login with a near-miss password.
+	c := s.from(t)
+	tr := c.mustLogin(t, adminAEmail, goodPassword, nil)
+	secrets["access token"], secrets["refresh token"] = tr.AccessToken, tr.RefreshToken
+	var tr2 tokenResponseDoc
+	c.refresh(t, tr.RefreshToken).decode(t, http.StatusOK, &tr2)
+	secrets["refreshed access token"], secrets["refreshed refresh token"] = tr2.AccessToken, tr2.RefreshToken
+	requireProblem(t, c.refresh(t, tr.RefreshToken), http.StatusUnauthorized, "IDENT_REFRESH_REPLAY")
+	wrongPassword := goodPassword + " typo"
+	secrets["wrong password"] = wrongPassword
+	requireProblem(t, c.login(t, adminAEmail, wrongPassword, nil), http.StatusUnauthorized, "IDENT_INVALID_CREDENTIALS")
+
+	// API keys: create, use, a wrong secret, rotate, revoke.
+	k := s.createAPIKey(t, w.tokA, map[string]any{"name": "hygiene", "scopes": []string{"tenant:users:read"}})
+	secrets["api key"] = k.Secret
+	s.whoamiKey(t, k.Secret)
+	wrongKey := k.Prefix + "_" + strings.Repeat("Z", 43)
+	secrets["wrong api key"] = wrongKey
+	s.requireKeyRejected(t, wrongKey)
+	var rot rotatedKeyDoc
+	s.call(t, http.MethodPost, "/api/v1/api-keys/"+k.ID+"/rotate", w.tokA, map[string]any{"overlapSeconds": 60}).decode(t, http.StatusOK, &rot)
+	secrets["rotated api key"] = rot.Secret
+	s.whoamiKey(t, rot.Secret)
+	s.whoamiKey(t, k.Secret)
+	var gk struct {
+		CreateAPIKey struct{ ID, Secret string } `json:"createApiKey"`
+	}
+	s.graphql(t, w.tokA, `mutation { createApiKey(input: {name: "gql", scopes: ["tenant:users:read"]}) { id secret } }`, nil).decode(t, &gk)
+	secrets["graphql api key"] = gk.CreateAPIKey.Secret
+
+	// Service accounts: create, grants (ok and failed), rotate, Connect verify.
+	sa := s.createServiceAccount(t, w.super, w.platformID, "tenant:api_keys:verify")
+	secrets["client secret"] = sa.ClientSecret
+	saTok := s.clientToken(t, sa.ClientID, sa.ClientSecret)
+	secrets["client token"] = saTok
+	var basic oauthTokenDoc
+	s.tokenRequest(t, "", map[string]string{"grant_type": "client_credentials"}, []string{sa.ClientID, sa.ClientSecret}).decode(t, http.StatusOK, &basic)
+	secrets["basic client token"] = basic.AccessToken
+	wrongSecret := sa.ClientSecret[:len(sa.ClientSecret)-4] + "AAAA"
+	secrets["wrong client secret"] = wrongSecret
+	requireOAuthError(t, s.tokenRequest(t, "", map[string]string{"grant_type": "client_credentials", "client_id": sa.ClientID,
+		"client_secret": wrongSecret}, nil), http.StatusUnauthorized, "invalid_client")
+	var rotSA struct {
+		ClientSecret string `json:"clientSecret"`
+	}
+	s.call(t, http.MethodPost, "/api/v1/service-accounts/"+sa.ID+"/rotate-secret", w.super, map[string]any{"overlapSeconds": 0}).
+		decode(t, http.StatusOK, &rotSA)
+	secrets["rotated client secret"] = rotSA.ClientSecret
+	secrets["rotated client token"] = s.clientToken(t, sa.ClientID, rotSA.ClientSecret)
+	var gsa struct {
+		CreateServiceAccount serviceAccountDoc `json:"createServiceAccount"`
+	}
+	s.graphql(t, w.super, `mutation($t: ID!) { createServiceAccount(input: {name: "gql", tenantId: $t, scopes: ["tenant:users:read"]}) { id clientSecret } }`,
+		map[string]any{"t": w.tenantA.ID}).decode(t, &gsa)
+	secrets["graphql client secret"] = gsa.CreateServiceAccount.ClientSecret
+
+	tokens := identityv1connect.NewTokenServiceClient(h2cClient(), s.baseURL, connect.WithGRPC())
+	req := connect.NewRequest(&identityv1.VerifyApiKeyRequest{Key: rot.Secret})
+	req.Header().Set("Authorization", "Bearer "+saTok)
+	got, err := tokens.VerifyApiKey(context.Background(), req)
+	require.NoError(t, err)
+	require.True(t, got.Msg.GetValid())
+	req = connect.NewRequest(&identityv1.VerifyApiKeyRequest{Key: wrongKey})
+	req.Header().Set("Authorization", "Bearer "+saTok)
+	got, err = tokens.VerifyApiKey(context.Background(), req)
+	require.NoError(t, err)
+	require.False(t, got.Msg.GetValid())
+
+	require.Equal(t, http.StatusNoContent, s.call(t, http.MethodDelete, "/api/v1/api-keys/"+k.ID, w.tokA, nil).Status)
+	require.Eventually(t, func() bool { return s.keyStatus(rot.Secret) == http.StatusUnauthorized },
+		apikey.CacheTTL+time.Second, 50*time.Millisecond)
+	s.requireKeyRejected(t, k.Secret)
+
+	// Let the outbox relay publish (and log) what it will.
+	time.Sleep(300 * time.Millisecond)
+
+	logText := logs.String()
+	require.NotEmpty(t, logText)
+	require.Contains(t, logText, `"msg":"service account created"`, "the service's logs are captured")
+	eventData := s.allEventData(t)
+	require.NotEmpty(t, eventData)
+	for what, secret := range secrets {
+		require.NotEmpty(t, secret, what)
+		needles := []string{secret}
+		if strings.HasPrefix(secret, "ghk_") {
+			// The key's secret part alone (the prefix is not secret).
+			needles = append(needles, secret[len("ghk_")+13:])
+		}
+		if parts := strings.Split(secret, "."); len(parts) == 3 {
+			needles = append(needles, parts[2]) // a JWT's signature
+		}
+		for _, n := range needles {
+			for i, line := range strings.Split(logText, "\n") {
+				require.NotContains(t, line, n, "%s appears in log line %d", what, i+1)
+			}
+			for _, data := range eventData {
+				require.NotContains(t, data, n, "%s appears in a stored event", what)
+			}
+		}
+	}
+	for _, what := range []string{"api key", "rotated api key", "client secret", "rotated client secret", "refresh token"} {
+		require.Empty(t, findEverywhere(t, s.main.db, secrets[what]), "%s stored in the clear", what)
+	}
+}
+
+// allEventData returns the data column of every stored event.
+func (s *testService) allEventData(t *testing.T) []string {
+	t.Helper()
+	rows, err := s.main.db.Bun().QueryContext(context.Background(), `SELECT CAST(data AS TEXT) FROM events`)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var d string
+		require.NoError(t, rows.Scan(&d))
+		out = append(out, d)
+	}
+	require.NoError(t, rows.Err())
+	// Sanity: the rows really are JSON objects.
+	for _, d := range out {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(d), &m), d)
+	}
+	return out
+}
