@@ -9,6 +9,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
@@ -109,4 +110,31 @@ func apiKeyOut(k apikey.Key) *model.APIKey {
 func createdAPIKeyOut(k apikey.Key, secret string, previousExpires *time.Time) *model.CreatedAPIKey {
 	return &model.CreatedAPIKey{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Secret: secret, Scopes: k.Scopes,
 		TenantID: k.TenantID, CreatedAt: k.CreatedAt.UTC(), PreviousSecretExpiresAt: previousExpires}
+}
+
+func moduleOut(m licensing.Module) *model.Module {
+	deps := m.DependsOn
+	if deps == nil {
+		deps = []string{}
+	}
+	return &model.Module{Code: m.Code, Name: m.Name, Description: m.Description, DependsOn: deps, IsAlwaysOn: m.IsAlwaysOn,
+		TerminatedAt: m.TerminatedAt, CreatedAt: m.CreatedAt.UTC(), UpdatedAt: m.UpdatedAt.UTC()}
+}
+
+func assignmentOut(a licensing.Assignment) *model.Assignment {
+	return &model.Assignment{ID: a.ID, TenantID: a.TenantID, NodeID: a.NodeID, ModuleCode: a.ModuleCode,
+		Scope: model.AssignmentScope(strings.ToUpper(string(a.Scope))), Status: model.AssignmentStatus(strings.ToUpper(string(a.Status))),
+		EffectiveFrom: a.EffectiveFrom.UTC(), EffectiveTo: a.EffectiveTo, CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC()}
+}
+
+func effectiveOut(m licensing.EffectiveModule) model.EffectiveModule {
+	out := model.EffectiveModule{Code: m.Code, Status: model.AssignmentStatus(strings.ToUpper(string(m.Status))), Granted: m.Granted,
+		Scope: model.AssignmentScope(strings.ToUpper(string(m.Scope)))}
+	if m.SourceNodeID != "" {
+		out.SourceNodeID = &m.SourceNodeID
+	}
+	if m.AssignmentID != "" {
+		out.AssignmentID = &m.AssignmentID
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
 	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
@@ -70,6 +71,21 @@ type Accounts interface {
 	Create(ctx context.Context, in serviceaccount.CreateInput) (serviceaccount.Created, error)
 }
 
+// Licensing is the module catalogue, assignments and effective sets.
+type Licensing interface {
+	ListModules(ctx context.Context) ([]licensing.Module, error)
+	CreateModule(ctx context.Context, in licensing.CreateModuleInput) (licensing.Module, error)
+	UpdateModule(ctx context.Context, code string, in licensing.UpdateModuleInput) (licensing.Module, error)
+	CreateAssignment(ctx context.Context, in licensing.CreateAssignmentInput) (licensing.Assignment, error)
+	ChangeAssignmentStatus(ctx context.Context, id string, to licensing.Status, reason string) (licensing.Assignment, error)
+	ListAssignments(ctx context.Context, tenantID, nodeID string) ([]licensing.Assignment, error)
+}
+
+// EffectiveLicenses resolves effective sets for administrators.
+type EffectiveLicenses interface {
+	AdminEffective(ctx context.Context, tenantID, nodeID string) ([]licensing.EffectiveModule, error)
+}
+
 // Resolver holds the core services the resolvers call.
 type Resolver struct {
 	Keyring        KeyAdmin
@@ -79,4 +95,6 @@ type Resolver struct {
 	MFA            Factors
 	KeyService     APIKeys
 	AccountService Accounts
+	LicenseService Licensing
+	Effective      EffectiveLicenses
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
+	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
@@ -138,6 +139,49 @@ func (r *mutationResolver) CreateServiceAccount(ctx context.Context, input model
 	return &model.CreatedServiceAccount{ID: a.ID, ClientID: a.ClientID, ClientSecret: created.ClientSecret, Scopes: a.Scopes, TenantID: a.TenantID}, nil
 }
 
+// CreateModule is the resolver for the createModule field.
+func (r *mutationResolver) CreateModule(ctx context.Context, input model.CreateModuleInput) (*model.Module, error) {
+	m, err := r.LicenseService.CreateModule(ctx, licensing.CreateModuleInput{Code: input.Code, Name: input.Name,
+		Description: deref(input.Description), DependsOn: input.DependsOn, IsAlwaysOn: deref(input.IsAlwaysOn)})
+	if err != nil {
+		return nil, err
+	}
+	return moduleOut(m), nil
+}
+
+// UpdateModule is the resolver for the updateModule field.
+func (r *mutationResolver) UpdateModule(ctx context.Context, code string, input model.UpdateModuleInput) (*model.Module, error) {
+	in := licensing.UpdateModuleInput{Code: input.Code, Name: input.Name, Description: input.Description, IsAlwaysOn: input.IsAlwaysOn}
+	if input.DependsOn != nil {
+		in.DependsOn = &input.DependsOn
+	}
+	m, err := r.LicenseService.UpdateModule(ctx, code, in)
+	if err != nil {
+		return nil, err
+	}
+	return moduleOut(m), nil
+}
+
+// CreateAssignment is the resolver for the createAssignment field.
+func (r *mutationResolver) CreateAssignment(ctx context.Context, input model.CreateAssignmentInput) (*model.Assignment, error) {
+	a, err := r.LicenseService.CreateAssignment(ctx, licensing.CreateAssignmentInput{TenantID: input.TenantID, NodeID: input.NodeID,
+		ModuleCode: input.ModuleCode, Scope: licensing.Scope(strings.ToLower(string(input.Scope))),
+		Status: licensing.Status(strings.ToLower(string(input.Status))), EffectiveFrom: input.EffectiveFrom, EffectiveTo: input.EffectiveTo})
+	if err != nil {
+		return nil, err
+	}
+	return assignmentOut(a), nil
+}
+
+// ChangeAssignmentStatus is the resolver for the changeAssignmentStatus field.
+func (r *mutationResolver) ChangeAssignmentStatus(ctx context.Context, id string, status model.AssignmentStatus, reason *string) (*model.Assignment, error) {
+	a, err := r.LicenseService.ChangeAssignmentStatus(ctx, id, licensing.Status(strings.ToLower(string(status))), deref(reason))
+	if err != nil {
+		return nil, err
+	}
+	return assignmentOut(a), nil
+}
+
 // RotateSigningKey is the resolver for the rotateSigningKey field.
 func (r *mutationResolver) RotateSigningKey(ctx context.Context) (*model.SigningKey, error) {
 	k, err := r.Keyring.RotateAsAdmin(ctx)
@@ -223,6 +267,45 @@ func (r *queryResolver) ServiceAccounts(ctx context.Context, tenantID *string) (
 	out := make([]model.ServiceAccount, 0, len(as))
 	for _, a := range as {
 		out = append(out, model.ServiceAccount{ID: a.ID, Name: a.Name, ClientID: a.ClientID, Scopes: a.Scopes, TenantID: a.TenantID, CreatedAt: a.CreatedAt.UTC()})
+	}
+	return out, nil
+}
+
+// Modules is the resolver for the modules field.
+func (r *queryResolver) Modules(ctx context.Context) ([]model.Module, error) {
+	ms, err := r.LicenseService.ListModules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.Module, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, *moduleOut(m))
+	}
+	return out, nil
+}
+
+// Assignments is the resolver for the assignments field.
+func (r *queryResolver) Assignments(ctx context.Context, tenantID *string, nodeID *string) ([]model.Assignment, error) {
+	as, err := r.LicenseService.ListAssignments(ctx, deref(tenantID), deref(nodeID))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.Assignment, 0, len(as))
+	for _, a := range as {
+		out = append(out, *assignmentOut(a))
+	}
+	return out, nil
+}
+
+// EffectiveLicenses is the resolver for the effectiveLicenses field.
+func (r *queryResolver) EffectiveLicenses(ctx context.Context, tenantID string, nodeID string) ([]model.EffectiveModule, error) {
+	mods, err := r.Effective.AdminEffective(ctx, tenantID, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.EffectiveModule, 0, len(mods))
+	for _, m := range mods {
+		out = append(out, effectiveOut(m))
 	}
 	return out, nil
 }

@@ -10,18 +10,20 @@ import (
 
 // Deps are the core services the REST transport calls.
 type Deps struct {
-	Logger          *slog.Logger
-	PublicURL       string
-	Keys            JWKSource
-	Checks          []Check
-	Tenants         Tenants
-	Users           Users
-	Auth            Auth
-	MFA             MFA
-	WebAuthn        WebAuthnRegistration
-	OAuth           OAuthTokens
-	ServiceAccounts ServiceAccounts
-	APIKeys         APIKeys
+	Logger            *slog.Logger
+	PublicURL         string
+	Keys              JWKSource
+	Checks            []Check
+	Tenants           Tenants
+	Users             Users
+	Auth              Auth
+	MFA               MFA
+	WebAuthn          WebAuthnRegistration
+	OAuth             OAuthTokens
+	ServiceAccounts   ServiceAccounts
+	APIKeys           APIKeys
+	Licensing         Licensing
+	EffectiveLicenses EffectiveLicenses
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -53,6 +55,12 @@ func Mount(mux *http.ServeMux, d Deps) {
 	}
 	if d.APIKeys != nil {
 		mountAPIKeys(mux, errs, d.APIKeys)
+	}
+	if d.Licensing != nil {
+		mountLicensing(mux, errs, d.Licensing)
+	}
+	if d.EffectiveLicenses != nil {
+		mountInternalLicensing(mux, errs, d.EffectiveLicenses)
 	}
 	if d.Users != nil {
 		mountUsers(mux, errs, d.Users)

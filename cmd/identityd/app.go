@@ -20,6 +20,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
 	"github.com/ghasi-ehealth/identity-service/core/mfa/passkey"
 	"github.com/ghasi-ehealth/identity-service/core/password"
@@ -70,6 +71,8 @@ type Main struct {
 	mfa       *mfa.Service
 	accounts  *serviceaccount.Service
 	apiKeys   *apikey.Service
+	licensing *licensing.Service
+	resolver  *licensing.AuthorizedResolver
 	passkeys  *passkey.Service
 	valkey    *cache.Valkey
 
@@ -196,6 +199,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.apiKeys = apikey.NewService(persistence.NewAPIKeyStore(m.db), m.authz, m.clock, apiKeySecret, m.logger)
 	m.accounts = serviceaccount.NewService(persistence.NewServiceAccountStore(m.db), m.authz, m.issuer, m.clock,
 		m.master.DeriveSecret(serviceaccount.SecretKeyLabel), limiter, m.logger)
+	m.openLicensing(tenancyStore, tp)
 	m.users = user.NewService(persistence.NewUserStore(m.db), m.authz, m.hasher, policy, auth.SessionRevoker{Service: m.auth}, m.clock, user.Config{
 		PublicURL: m.cfg.PublicURL,
 		TokenKey:  m.master.DeriveSecret(user.TokenKeyLabel),
@@ -255,6 +259,34 @@ func (m *Main) openGuards(ctx context.Context, sessions *persistence.SessionStor
 	return limiter, revocations, nil
 }
 
+// openLicensing builds the module catalogue and assignments service and the
+// effective-license resolver. Its cache lives in Valkey when configured
+// (shared by every instance; invalidation is a generation bump every
+// instance sees at once) and in process otherwise.
+func (m *Main) openLicensing(tenancyStore *persistence.TenancyStore, tp *telemetry.Providers) {
+	store := persistence.NewLicensingStore(m.db)
+	var effective licensing.EffectiveCache = licensing.NewLocalEffectiveCache(m.clock)
+	if m.valkey != nil {
+		effective = cache.NewValkeyEffectiveCache(m.valkey)
+	}
+	resolver := licensing.NewResolver(persistence.NewLicensingResolverStore(m.db), tenancyStore, effective, m.clock, tp.TracerProvider)
+	m.licensing = licensing.NewService(store, m.authz, tenancyStore, m.clock)
+	m.licensing.OnChange = func(tenantID string) {
+		ctx := context.Background()
+		var err error
+		if tenantID == "" {
+			err = resolver.InvalidateAll(ctx)
+		} else {
+			err = resolver.InvalidateTenant(ctx, tenantID)
+		}
+		if err != nil {
+			// Entries still expire within 5 minutes; say so loudly.
+			m.logger.Error("effective-license cache invalidation failed", "tenant_id", tenantID, "error", err)
+		}
+	}
+	m.resolver = licensing.NewAuthorizedResolver(resolver, store).WithAdmins(m.authz)
+}
+
 // readiness lists the dependencies /readyz and gRPC health report on.
 func (m *Main) readiness() []rest.Check {
 	checks := []rest.Check{{Name: "database", Ping: m.db.Ping}}
@@ -275,7 +307,8 @@ func (m *Main) handler() http.Handler {
 		Tenants: m.tenancy, Users: m.users, Auth: m.auth,
 		MFA:      mfaEndpoints{Service: m.mfa, auth: m.auth},
 		WebAuthn: m.passkeys,
-		OAuth:    m.accounts, ServiceAccounts: m.accounts, APIKeys: m.apiKeys})
+		OAuth:    m.accounts, ServiceAccounts: m.accounts, APIKeys: m.apiKeys,
+		Licensing: m.licensing, EffectiveLicenses: m.resolver})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
 		Keyring:        m.keys,
 		Audit:          audit.NewService(m.db, m.authz),
@@ -284,9 +317,11 @@ func (m *Main) handler() http.Handler {
 		MFA:            m.mfa,
 		KeyService:     m.apiKeys,
 		AccountService: m.accounts,
+		LicenseService: m.licensing,
+		Effective:      m.resolver,
 	}, m.logger))
 	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
-	rpc.Mount(mux, rpc.Deps{APIKeys: apiKeyVerifier{m.apiKeys}}, rpc.Options{
+	rpc.Mount(mux, rpc.Deps{APIKeys: apiKeyVerifier{m.apiKeys}, Licensing: licensingResolver{m.resolver}}, rpc.Options{
 		Logger:         m.logger,
 		TracerProvider: m.telemetry.TracerProvider,
 		Ready: func(ctx context.Context) error {
@@ -404,4 +439,25 @@ type apiKeyVerifier struct{ keys *apikey.Service }
 func (a apiKeyVerifier) VerifyAPIKey(ctx context.Context, key string) (rpc.APIKeyVerification, error) {
 	v, err := a.keys.VerifyAPIKey(ctx, key)
 	return rpc.APIKeyVerification(v), err
+}
+
+// licensingResolver adapts the authorized resolver to Connect's LicensingService.
+type licensingResolver struct{ r *licensing.AuthorizedResolver }
+
+func (x licensingResolver) EffectiveLicenses(ctx context.Context, q rpc.EffectiveLicensesQuery) ([]rpc.EffectiveModule, error) {
+	mods, err := x.r.Effective(ctx, q.TenantID, q.NodeID, q.ProviderID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rpc.EffectiveModule, len(mods))
+	for i, mod := range mods {
+		out[i] = rpc.EffectiveModule{Code: mod.Code, Status: string(mod.Status), Granted: mod.Granted, Scope: string(mod.Scope),
+			SourceNodeID: mod.SourceNodeID, AssignmentID: mod.AssignmentID}
+	}
+	return out, nil
+}
+
+func (x licensingResolver) CheckModuleAccess(ctx context.Context, q rpc.ModuleAccessQuery) (rpc.ModuleAccess, error) {
+	granted, status, err := x.r.CheckModuleAccess(ctx, q.TenantID, q.NodeID, q.ModuleCode)
+	return rpc.ModuleAccess{Granted: granted, Status: string(status)}, err
 }

@@ -150,7 +150,7 @@ func TestConnectOnTheSameListener(t *testing.T) {
 
 		licensing := identityv1connect.NewLicensingServiceClient(client, s.baseURL, opt)
 		_, err = licensing.CheckModuleAccess(ctx, connect.NewRequest(&identityv1.CheckModuleAccessRequest{}))
-		require.Equal(t, connect.CodeUnimplemented, connect.CodeOf(err), "licensing arrives with a later issue")
+		require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(err), "a service credential is required")
 	}
 }
 

@@ -49,6 +49,19 @@ type ComplexityRoot struct {
 		TenantID  func(childComplexity int) int
 	}
 
+	Assignment struct {
+		CreatedAt     func(childComplexity int) int
+		EffectiveFrom func(childComplexity int) int
+		EffectiveTo   func(childComplexity int) int
+		ID            func(childComplexity int) int
+		ModuleCode    func(childComplexity int) int
+		NodeID        func(childComplexity int) int
+		Scope         func(childComplexity int) int
+		Status        func(childComplexity int) int
+		TenantID      func(childComplexity int) int
+		UpdatedAt     func(childComplexity int) int
+	}
+
 	CreatedApiKey struct {
 		CreatedAt               func(childComplexity int) int
 		ID                      func(childComplexity int) int
@@ -66,6 +79,15 @@ type ComplexityRoot struct {
 		ID           func(childComplexity int) int
 		Scopes       func(childComplexity int) int
 		TenantID     func(childComplexity int) int
+	}
+
+	EffectiveModule struct {
+		AssignmentID func(childComplexity int) int
+		Code         func(childComplexity int) int
+		Granted      func(childComplexity int) int
+		Scope        func(childComplexity int) int
+		SourceNodeID func(childComplexity int) int
+		Status       func(childComplexity int) int
 	}
 
 	Event struct {
@@ -112,22 +134,37 @@ type ComplexityRoot struct {
 		VerifiedAt func(childComplexity int) int
 	}
 
+	Module struct {
+		Code         func(childComplexity int) int
+		CreatedAt    func(childComplexity int) int
+		DependsOn    func(childComplexity int) int
+		Description  func(childComplexity int) int
+		IsAlwaysOn   func(childComplexity int) int
+		Name         func(childComplexity int) int
+		TerminatedAt func(childComplexity int) int
+		UpdatedAt    func(childComplexity int) int
+	}
+
 	Mutation struct {
-		AddMembership        func(childComplexity int, input model.MembershipInput) int
-		CreateAPIKey         func(childComplexity int, input model.CreateAPIKeyInput) int
-		CreateNode           func(childComplexity int, input model.CreateNodeInput) int
-		CreateServiceAccount func(childComplexity int, input model.CreateServiceAccountInput) int
-		CreateTenant         func(childComplexity int, input model.CreateTenantInput) int
-		CreateUser           func(childComplexity int, input model.CreateUserInput) int
-		EraseUser            func(childComplexity int, id string) int
-		ReactivateUser       func(childComplexity int, id string) int
-		RemoveMembership     func(childComplexity int, userID string, tenantID string, nodeID *string) int
-		ResetMfaFactors      func(childComplexity int, userID string) int
-		RevokeAPIKey         func(childComplexity int, id string) int
-		RotateAPIKey         func(childComplexity int, id string, overlapSeconds *int) int
-		RotateSigningKey     func(childComplexity int) int
-		SuspendUser          func(childComplexity int, id string) int
-		UpdateTenant         func(childComplexity int, id string, input model.UpdateTenantInput) int
+		AddMembership          func(childComplexity int, input model.MembershipInput) int
+		ChangeAssignmentStatus func(childComplexity int, id string, status model.AssignmentStatus, reason *string) int
+		CreateAPIKey           func(childComplexity int, input model.CreateAPIKeyInput) int
+		CreateAssignment       func(childComplexity int, input model.CreateAssignmentInput) int
+		CreateModule           func(childComplexity int, input model.CreateModuleInput) int
+		CreateNode             func(childComplexity int, input model.CreateNodeInput) int
+		CreateServiceAccount   func(childComplexity int, input model.CreateServiceAccountInput) int
+		CreateTenant           func(childComplexity int, input model.CreateTenantInput) int
+		CreateUser             func(childComplexity int, input model.CreateUserInput) int
+		EraseUser              func(childComplexity int, id string) int
+		ReactivateUser         func(childComplexity int, id string) int
+		RemoveMembership       func(childComplexity int, userID string, tenantID string, nodeID *string) int
+		ResetMfaFactors        func(childComplexity int, userID string) int
+		RevokeAPIKey           func(childComplexity int, id string) int
+		RotateAPIKey           func(childComplexity int, id string, overlapSeconds *int) int
+		RotateSigningKey       func(childComplexity int) int
+		SuspendUser            func(childComplexity int, id string) int
+		UpdateModule           func(childComplexity int, code string, input model.UpdateModuleInput) int
+		UpdateTenant           func(childComplexity int, id string, input model.UpdateTenantInput) int
 	}
 
 	PageInfo struct {
@@ -136,15 +173,18 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APIKeys         func(childComplexity int, tenantID *string) int
-		Events          func(childComplexity int, typeArg *string, subject *string, first *int, after *string) int
-		Me              func(childComplexity int) int
-		Nodes           func(childComplexity int, tenantID string) int
-		ServiceAccounts func(childComplexity int, tenantID *string) int
-		SigningKeys     func(childComplexity int) int
-		Tenants         func(childComplexity int) int
-		User            func(childComplexity int, id string) int
-		Users           func(childComplexity int, tenantID *string, status *model.UserStatus, first *int, after *string) int
+		APIKeys           func(childComplexity int, tenantID *string) int
+		Assignments       func(childComplexity int, tenantID *string, nodeID *string) int
+		EffectiveLicenses func(childComplexity int, tenantID string, nodeID string) int
+		Events            func(childComplexity int, typeArg *string, subject *string, first *int, after *string) int
+		Me                func(childComplexity int) int
+		Modules           func(childComplexity int) int
+		Nodes             func(childComplexity int, tenantID string) int
+		ServiceAccounts   func(childComplexity int, tenantID *string) int
+		SigningKeys       func(childComplexity int) int
+		Tenants           func(childComplexity int) int
+		User              func(childComplexity int, id string) int
+		Users             func(childComplexity int, tenantID *string, status *model.UserStatus, first *int, after *string) int
 	}
 
 	ServiceAccount struct {
@@ -218,6 +258,10 @@ type MutationResolver interface {
 	RotateAPIKey(ctx context.Context, id string, overlapSeconds *int) (*model.CreatedAPIKey, error)
 	RevokeAPIKey(ctx context.Context, id string) (*model.APIKey, error)
 	CreateServiceAccount(ctx context.Context, input model.CreateServiceAccountInput) (*model.CreatedServiceAccount, error)
+	CreateModule(ctx context.Context, input model.CreateModuleInput) (*model.Module, error)
+	UpdateModule(ctx context.Context, code string, input model.UpdateModuleInput) (*model.Module, error)
+	CreateAssignment(ctx context.Context, input model.CreateAssignmentInput) (*model.Assignment, error)
+	ChangeAssignmentStatus(ctx context.Context, id string, status model.AssignmentStatus, reason *string) (*model.Assignment, error)
 	RotateSigningKey(ctx context.Context) (*model.SigningKey, error)
 }
 type QueryResolver interface {
@@ -228,6 +272,9 @@ type QueryResolver interface {
 	Nodes(ctx context.Context, tenantID string) ([]model.HierarchyNode, error)
 	APIKeys(ctx context.Context, tenantID *string) ([]model.APIKey, error)
 	ServiceAccounts(ctx context.Context, tenantID *string) ([]model.ServiceAccount, error)
+	Modules(ctx context.Context) ([]model.Module, error)
+	Assignments(ctx context.Context, tenantID *string, nodeID *string) ([]model.Assignment, error)
+	EffectiveLicenses(ctx context.Context, tenantID string, nodeID string) ([]model.EffectiveModule, error)
 	Events(ctx context.Context, typeArg *string, subject *string, first *int, after *string) (*model.EventConnection, error)
 	SigningKeys(ctx context.Context) ([]model.SigningKey, error)
 }
@@ -301,6 +348,67 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApiKey.TenantID(childComplexity), true
+
+	case "Assignment.createdAt":
+		if e.ComplexityRoot.Assignment.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.CreatedAt(childComplexity), true
+	case "Assignment.effectiveFrom":
+		if e.ComplexityRoot.Assignment.EffectiveFrom == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.EffectiveFrom(childComplexity), true
+	case "Assignment.effectiveTo":
+		if e.ComplexityRoot.Assignment.EffectiveTo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.EffectiveTo(childComplexity), true
+	case "Assignment.id":
+		if e.ComplexityRoot.Assignment.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.ID(childComplexity), true
+	case "Assignment.moduleCode":
+		if e.ComplexityRoot.Assignment.ModuleCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.ModuleCode(childComplexity), true
+	case "Assignment.nodeId":
+		if e.ComplexityRoot.Assignment.NodeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.NodeID(childComplexity), true
+	case "Assignment.scope":
+		if e.ComplexityRoot.Assignment.Scope == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.Scope(childComplexity), true
+	case "Assignment.status":
+		if e.ComplexityRoot.Assignment.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.Status(childComplexity), true
+	case "Assignment.tenantId":
+		if e.ComplexityRoot.Assignment.TenantID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.TenantID(childComplexity), true
+	case "Assignment.updatedAt":
+		if e.ComplexityRoot.Assignment.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Assignment.UpdatedAt(childComplexity), true
 
 	case "CreatedApiKey.createdAt":
 		if e.ComplexityRoot.CreatedApiKey.CreatedAt == nil {
@@ -381,6 +489,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreatedServiceAccount.TenantID(childComplexity), true
+
+	case "EffectiveModule.assignmentId":
+		if e.ComplexityRoot.EffectiveModule.AssignmentID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveModule.AssignmentID(childComplexity), true
+	case "EffectiveModule.code":
+		if e.ComplexityRoot.EffectiveModule.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveModule.Code(childComplexity), true
+	case "EffectiveModule.granted":
+		if e.ComplexityRoot.EffectiveModule.Granted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveModule.Granted(childComplexity), true
+	case "EffectiveModule.scope":
+		if e.ComplexityRoot.EffectiveModule.Scope == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveModule.Scope(childComplexity), true
+	case "EffectiveModule.sourceNodeId":
+		if e.ComplexityRoot.EffectiveModule.SourceNodeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveModule.SourceNodeID(childComplexity), true
+	case "EffectiveModule.status":
+		if e.ComplexityRoot.EffectiveModule.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveModule.Status(childComplexity), true
 
 	case "Event.data":
 		if e.ComplexityRoot.Event.Data == nil {
@@ -544,6 +689,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MfaFactor.VerifiedAt(childComplexity), true
 
+	case "Module.code":
+		if e.ComplexityRoot.Module.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.Code(childComplexity), true
+	case "Module.createdAt":
+		if e.ComplexityRoot.Module.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.CreatedAt(childComplexity), true
+	case "Module.dependsOn":
+		if e.ComplexityRoot.Module.DependsOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.DependsOn(childComplexity), true
+	case "Module.description":
+		if e.ComplexityRoot.Module.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.Description(childComplexity), true
+	case "Module.isAlwaysOn":
+		if e.ComplexityRoot.Module.IsAlwaysOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.IsAlwaysOn(childComplexity), true
+	case "Module.name":
+		if e.ComplexityRoot.Module.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.Name(childComplexity), true
+	case "Module.terminatedAt":
+		if e.ComplexityRoot.Module.TerminatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.TerminatedAt(childComplexity), true
+	case "Module.updatedAt":
+		if e.ComplexityRoot.Module.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.UpdatedAt(childComplexity), true
+
 	case "Mutation.addMembership":
 		if e.ComplexityRoot.Mutation.AddMembership == nil {
 			break
@@ -555,6 +749,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddMembership(childComplexity, args["input"].(model.MembershipInput)), true
+	case "Mutation.changeAssignmentStatus":
+		if e.ComplexityRoot.Mutation.ChangeAssignmentStatus == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_changeAssignmentStatus_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ChangeAssignmentStatus(childComplexity, args["id"].(string), args["status"].(model.AssignmentStatus), args["reason"].(*string)), true
 	case "Mutation.createApiKey":
 		if e.ComplexityRoot.Mutation.CreateAPIKey == nil {
 			break
@@ -566,6 +771,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAPIKey(childComplexity, args["input"].(model.CreateAPIKeyInput)), true
+	case "Mutation.createAssignment":
+		if e.ComplexityRoot.Mutation.CreateAssignment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createAssignment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateAssignment(childComplexity, args["input"].(model.CreateAssignmentInput)), true
+	case "Mutation.createModule":
+		if e.ComplexityRoot.Mutation.CreateModule == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createModule_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateModule(childComplexity, args["input"].(model.CreateModuleInput)), true
 	case "Mutation.createNode":
 		if e.ComplexityRoot.Mutation.CreateNode == nil {
 			break
@@ -693,6 +920,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SuspendUser(childComplexity, args["id"].(string)), true
+	case "Mutation.updateModule":
+		if e.ComplexityRoot.Mutation.UpdateModule == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateModule_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateModule(childComplexity, args["code"].(string), args["input"].(model.UpdateModuleInput)), true
 	case "Mutation.updateTenant":
 		if e.ComplexityRoot.Mutation.UpdateTenant == nil {
 			break
@@ -729,6 +967,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.APIKeys(childComplexity, args["tenantId"].(*string)), true
+	case "Query.assignments":
+		if e.ComplexityRoot.Query.Assignments == nil {
+			break
+		}
+
+		args, err := ec.field_Query_assignments_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Assignments(childComplexity, args["tenantId"].(*string), args["nodeId"].(*string)), true
+	case "Query.effectiveLicenses":
+		if e.ComplexityRoot.Query.EffectiveLicenses == nil {
+			break
+		}
+
+		args, err := ec.field_Query_effectiveLicenses_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.EffectiveLicenses(childComplexity, args["tenantId"].(string), args["nodeId"].(string)), true
 	case "Query.events":
 		if e.ComplexityRoot.Query.Events == nil {
 			break
@@ -747,6 +1007,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.modules":
+		if e.ComplexityRoot.Query.Modules == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Modules(childComplexity), true
 	case "Query.nodes":
 		if e.ComplexityRoot.Query.Nodes == nil {
 			break
@@ -1018,11 +1284,14 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("CreateApiKeyInput", ec.unmarshalInputCreateApiKeyInput),
+			graphql.NewInputUnmarshaler("CreateAssignmentInput", ec.unmarshalInputCreateAssignmentInput),
+			graphql.NewInputUnmarshaler("CreateModuleInput", ec.unmarshalInputCreateModuleInput),
 			graphql.NewInputUnmarshaler("CreateNodeInput", ec.unmarshalInputCreateNodeInput),
 			graphql.NewInputUnmarshaler("CreateServiceAccountInput", ec.unmarshalInputCreateServiceAccountInput),
 			graphql.NewInputUnmarshaler("CreateTenantInput", ec.unmarshalInputCreateTenantInput),
 			graphql.NewInputUnmarshaler("CreateUserInput", ec.unmarshalInputCreateUserInput),
 			graphql.NewInputUnmarshaler("MembershipInput", ec.unmarshalInputMembershipInput),
+			graphql.NewInputUnmarshaler("UpdateModuleInput", ec.unmarshalInputUpdateModuleInput),
 			graphql.NewInputUnmarshaler("UpdateTenantInput", ec.unmarshalInputUpdateTenantInput),
 		)
 	}
@@ -1125,6 +1394,12 @@ type Query {
   apiKeys(tenantId: ID): [ApiKey!]!
   "Service accounts (SUPER_ADMIN: any tenant; TENANT_ADMIN: its own). Never secrets."
   serviceAccounts(tenantId: ID): [ServiceAccount!]!
+  "The module catalogue (any authenticated principal)."
+  modules: [Module!]!
+  "License assignments of a tenant, optionally at one node (SUPER_ADMIN, the tenant's TENANT_ADMIN)."
+  assignments(tenantId: ID, nodeId: ID): [Assignment!]!
+  "The effective module set at a node after inheritance (SUPER_ADMIN, the tenant's TENANT_ADMIN)."
+  effectiveLicenses(tenantId: ID!, nodeId: ID!): [EffectiveModule!]!
   "The audit/outbox log: every emitted event. SUPER_ADMIN sees all, TENANT_ADMIN its own tenants'."
   events(type: String, subject: String, first: Int = 50, after: String): EventConnection!
   "The signing keyring (SUPER_ADMIN)."
@@ -1160,6 +1435,14 @@ type Mutation {
   revokeApiKey(id: ID!): ApiKey!
   "SUPER_ADMIN; the client secret is returned once; emits identity.service_account.created.v1."
   createServiceAccount(input: CreateServiceAccountInput!): CreatedServiceAccount!
+  "SUPER_ADMIN; emits identity.license.module.created.v1."
+  createModule(input: CreateModuleInput!): Module!
+  "SUPER_ADMIN; the code is immutable (IDENT_LIC_CODE_IMMUTABLE); emits identity.license.module.updated.v1."
+  updateModule(code: String!, input: UpdateModuleInput!): Module!
+  "SUPER_ADMIN; dependencies must be licensed at the node or an ancestor; emits identity.license.assignment.created.v1."
+  createAssignment(input: CreateAssignmentInput!): Assignment!
+  "SUPER_ADMIN; appends to the history; terminated is final; emits identity.license.assignment.status_changed.v1."
+  changeAssignmentStatus(id: ID!, status: AssignmentStatus!, reason: String): Assignment!
   "Promote the next signing key now (SUPER_ADMIN); emits identity.jwks.rotated.v1."
   rotateSigningKey: SigningKey!
 }
@@ -1375,6 +1658,82 @@ input CreateServiceAccountInput {
   tenantId: ID!
   scopes: [String!]!
 }
+
+enum AssignmentScope {
+  EXACT
+  INHERIT_DOWN
+}
+
+enum AssignmentStatus {
+  TRIAL
+  ACTIVE
+  SUSPENDED
+  TERMINATED
+}
+
+type Module {
+  code: String!
+  name: String!
+  description: String!
+  dependsOn: [String!]!
+  isAlwaysOn: Boolean!
+  "Set when the module was terminated (kept for history, no new assignments)."
+  terminatedAt: Time
+  createdAt: Time!
+  updatedAt: Time!
+}
+
+type Assignment {
+  id: ID!
+  tenantId: ID!
+  nodeId: ID!
+  moduleCode: String!
+  scope: AssignmentScope!
+  status: AssignmentStatus!
+  effectiveFrom: Time!
+  effectiveTo: Time
+  createdAt: Time!
+  updatedAt: Time!
+}
+
+type EffectiveModule {
+  code: String!
+  status: AssignmentStatus!
+  granted: Boolean!
+  scope: AssignmentScope!
+  "The node of the deciding assignment; null for an always-on module without one."
+  sourceNodeId: ID
+  assignmentId: ID
+}
+
+input CreateModuleInput {
+  code: String!
+  name: String!
+  description: String
+  dependsOn: [String!]
+  isAlwaysOn: Boolean
+}
+
+input UpdateModuleInput {
+  "Must equal the module's code if present (codes are immutable)."
+  code: String
+  name: String
+  description: String
+  dependsOn: [String!]
+  isAlwaysOn: Boolean
+}
+
+input CreateAssignmentInput {
+  tenantId: ID!
+  nodeId: ID!
+  moduleCode: String!
+  scope: AssignmentScope!
+  "ACTIVE or TRIAL."
+  status: AssignmentStatus!
+  effectiveFrom: Time
+  "Required for TRIAL."
+  effectiveTo: Time
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -1403,6 +1762,32 @@ func (ec *executionContext) childFields_ApiKey(ctx context.Context, field graphq
 		return ec.fieldContext_ApiKey_revokedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ApiKey", field.Name)
+}
+
+func (ec *executionContext) childFields_Assignment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Assignment_id(ctx, field)
+	case "tenantId":
+		return ec.fieldContext_Assignment_tenantId(ctx, field)
+	case "nodeId":
+		return ec.fieldContext_Assignment_nodeId(ctx, field)
+	case "moduleCode":
+		return ec.fieldContext_Assignment_moduleCode(ctx, field)
+	case "scope":
+		return ec.fieldContext_Assignment_scope(ctx, field)
+	case "status":
+		return ec.fieldContext_Assignment_status(ctx, field)
+	case "effectiveFrom":
+		return ec.fieldContext_Assignment_effectiveFrom(ctx, field)
+	case "effectiveTo":
+		return ec.fieldContext_Assignment_effectiveTo(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Assignment_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Assignment_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Assignment", field.Name)
 }
 
 func (ec *executionContext) childFields_CreatedApiKey(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1441,6 +1826,24 @@ func (ec *executionContext) childFields_CreatedServiceAccount(ctx context.Contex
 		return ec.fieldContext_CreatedServiceAccount_tenantId(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreatedServiceAccount", field.Name)
+}
+
+func (ec *executionContext) childFields_EffectiveModule(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_EffectiveModule_code(ctx, field)
+	case "status":
+		return ec.fieldContext_EffectiveModule_status(ctx, field)
+	case "granted":
+		return ec.fieldContext_EffectiveModule_granted(ctx, field)
+	case "scope":
+		return ec.fieldContext_EffectiveModule_scope(ctx, field)
+	case "sourceNodeId":
+		return ec.fieldContext_EffectiveModule_sourceNodeId(ctx, field)
+	case "assignmentId":
+		return ec.fieldContext_EffectiveModule_assignmentId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EffectiveModule", field.Name)
 }
 
 func (ec *executionContext) childFields_Event(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1529,6 +1932,28 @@ func (ec *executionContext) childFields_MfaFactor(ctx context.Context, field gra
 		return ec.fieldContext_MfaFactor_lastUsedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MfaFactor", field.Name)
+}
+
+func (ec *executionContext) childFields_Module(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_Module_code(ctx, field)
+	case "name":
+		return ec.fieldContext_Module_name(ctx, field)
+	case "description":
+		return ec.fieldContext_Module_description(ctx, field)
+	case "dependsOn":
+		return ec.fieldContext_Module_dependsOn(ctx, field)
+	case "isAlwaysOn":
+		return ec.fieldContext_Module_isAlwaysOn(ctx, field)
+	case "terminatedAt":
+		return ec.fieldContext_Module_terminatedAt(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Module_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Module_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Module", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1773,12 +2198,70 @@ func (ec *executionContext) field_Mutation_addMembership_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_changeAssignmentStatus_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (model.AssignmentStatus, error) {
+			return ec.unmarshalNAssignmentStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createApiKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.CreateAPIKeyInput, error) {
 			return ec.unmarshalNCreateApiKeyInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐCreateAPIKeyInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createAssignment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateAssignmentInput, error) {
+			return ec.unmarshalNCreateAssignmentInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐCreateAssignmentInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createModule_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateModuleInput, error) {
+			return ec.unmarshalNCreateModuleInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐCreateModuleInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1965,6 +2448,28 @@ func (ec *executionContext) field_Mutation_suspendUser_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_updateModule_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "code",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["code"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.UpdateModuleInput, error) {
+			return ec.unmarshalNUpdateModuleInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐUpdateModuleInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_updateTenant_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2012,6 +2517,50 @@ func (ec *executionContext) field_Query_apiKeys_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["tenantId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_assignments_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "tenantId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tenantId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "nodeId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["nodeId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_effectiveLicenses_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "tenantId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tenantId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "nodeId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["nodeId"] = arg1
 	return args, nil
 }
 
@@ -2391,6 +2940,236 @@ func (ec *executionContext) fieldContext_ApiKey_revokedAt(_ context.Context, fie
 	return graphql.NewScalarFieldContext("ApiKey", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Assignment_id(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Assignment_tenantId(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_tenantId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TenantID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_tenantId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Assignment_nodeId(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_nodeId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NodeID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_nodeId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Assignment_moduleCode(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_moduleCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ModuleCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_moduleCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "String")
+}
+
+func (ec *executionContext) _Assignment_scope(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_scope(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Scope, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.AssignmentScope) graphql.Marshaler {
+			return ec.marshalNAssignmentScope2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_scope(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "AssignmentScope")
+}
+
+func (ec *executionContext) _Assignment_status(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.AssignmentStatus) graphql.Marshaler {
+			return ec.marshalNAssignmentStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "AssignmentStatus")
+}
+
+func (ec *executionContext) _Assignment_effectiveFrom(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_effectiveFrom(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EffectiveFrom, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_effectiveFrom(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Assignment_effectiveTo(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_effectiveTo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EffectiveTo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_effectiveTo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Assignment_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Assignment_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.Assignment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Assignment_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Assignment_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Assignment", field, false, false, "Time")
+}
+
 func (ec *executionContext) _CreatedApiKey_id(ctx context.Context, field graphql.CollectedField, obj *model.CreatedAPIKey) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2688,6 +3467,144 @@ func (ec *executionContext) _CreatedServiceAccount_tenantId(ctx context.Context,
 }
 func (ec *executionContext) fieldContext_CreatedServiceAccount_tenantId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreatedServiceAccount", field, false, false, "ID")
+}
+
+func (ec *executionContext) _EffectiveModule_code(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveModule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveModule_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveModule_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveModule", field, false, false, "String")
+}
+
+func (ec *executionContext) _EffectiveModule_status(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveModule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveModule_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.AssignmentStatus) graphql.Marshaler {
+			return ec.marshalNAssignmentStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveModule_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveModule", field, false, false, "AssignmentStatus")
+}
+
+func (ec *executionContext) _EffectiveModule_granted(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveModule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveModule_granted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Granted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveModule_granted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveModule", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _EffectiveModule_scope(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveModule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveModule_scope(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Scope, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.AssignmentScope) graphql.Marshaler {
+			return ec.marshalNAssignmentScope2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveModule_scope(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveModule", field, false, false, "AssignmentScope")
+}
+
+func (ec *executionContext) _EffectiveModule_sourceNodeId(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveModule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveModule_sourceNodeId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SourceNodeID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveModule_sourceNodeId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveModule", field, false, false, "ID")
+}
+
+func (ec *executionContext) _EffectiveModule_assignmentId(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveModule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveModule_assignmentId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AssignmentID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveModule_assignmentId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveModule", field, false, false, "ID")
 }
 
 func (ec *executionContext) _Event_id(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -3315,6 +4232,190 @@ func (ec *executionContext) fieldContext_MfaFactor_lastUsedAt(_ context.Context,
 	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Module_code(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Module_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Module", field, false, false, "String")
+}
+
+func (ec *executionContext) _Module_name(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Module_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Module", field, false, false, "String")
+}
+
+func (ec *executionContext) _Module_description(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Module_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Module", field, false, false, "String")
+}
+
+func (ec *executionContext) _Module_dependsOn(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_dependsOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DependsOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Module_dependsOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Module", field, false, false, "String")
+}
+
+func (ec *executionContext) _Module_isAlwaysOn(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_isAlwaysOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IsAlwaysOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Module_isAlwaysOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Module", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Module_terminatedAt(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_terminatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TerminatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Module_terminatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Module", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Module_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Module_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Module", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Module_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Module_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Module", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Mutation_createTenant(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3931,6 +5032,182 @@ func (ec *executionContext) fieldContext_Mutation_createServiceAccount(ctx conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createModule(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createModule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateModule(ctx, fc.Args["input"].(model.CreateModuleInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Module) graphql.Marshaler {
+			return ec.marshalNModule2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐModule(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createModule(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Module(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createModule_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateModule(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateModule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateModule(ctx, fc.Args["code"].(string), fc.Args["input"].(model.UpdateModuleInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Module) graphql.Marshaler {
+			return ec.marshalNModule2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐModule(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateModule(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Module(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateModule_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createAssignment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createAssignment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateAssignment(ctx, fc.Args["input"].(model.CreateAssignmentInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Assignment) graphql.Marshaler {
+			return ec.marshalNAssignment2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createAssignment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Assignment(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createAssignment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_changeAssignmentStatus(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_changeAssignmentStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ChangeAssignmentStatus(ctx, fc.Args["id"].(string), fc.Args["status"].(model.AssignmentStatus), fc.Args["reason"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Assignment) graphql.Marshaler {
+			return ec.marshalNAssignment2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_changeAssignmentStatus(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Assignment(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_changeAssignmentStatus_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_rotateSigningKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4287,6 +5564,126 @@ func (ec *executionContext) fieldContext_Query_serviceAccounts(ctx context.Conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_serviceAccounts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_modules(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_modules(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Modules(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.Module) graphql.Marshaler {
+			return ec.marshalNModule2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐModuleᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_modules(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Module(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_assignments(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_assignments(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Assignments(ctx, fc.Args["tenantId"].(*string), fc.Args["nodeId"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.Assignment) graphql.Marshaler {
+			return ec.marshalNAssignment2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_assignments(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Assignment(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_assignments_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_effectiveLicenses(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_effectiveLicenses(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().EffectiveLicenses(ctx, fc.Args["tenantId"].(string), fc.Args["nodeId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.EffectiveModule) graphql.Marshaler {
+			return ec.marshalNEffectiveModule2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐEffectiveModuleᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_effectiveLicenses(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EffectiveModule(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_effectiveLicenses_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -6376,6 +7773,160 @@ func UnmarshalCreateApiKeyInput(ctx context.Context, raw any) (model.CreateAPIKe
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCreateAssignmentInput(ctx context.Context, obj any) (model.CreateAssignmentInput, error) {
+	var it model.CreateAssignmentInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"tenantId", "nodeId", "moduleCode", "scope", "status", "effectiveFrom", "effectiveTo"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "tenantId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tenantId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TenantID = data
+		case "nodeId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nodeId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NodeID = data
+		case "moduleCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("moduleCode"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ModuleCode = data
+		case "scope":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("scope"))
+			data, err := ec.unmarshalNAssignmentScope2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentScope(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Scope = data
+		case "status":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("status"))
+			data, err := ec.unmarshalNAssignmentStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentStatus(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Status = data
+		case "effectiveFrom":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("effectiveFrom"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EffectiveFrom = data
+		case "effectiveTo":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("effectiveTo"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EffectiveTo = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateAssignmentInput unmarshals raw into the CreateAssignmentInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateAssignmentInput(ctx context.Context, raw any) (model.CreateAssignmentInput, error) {
+	var out model.CreateAssignmentInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateAssignmentInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateModuleInput(ctx context.Context, obj any) (model.CreateModuleInput, error) {
+	var it model.CreateModuleInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"code", "name", "description", "dependsOn", "isAlwaysOn"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "code":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("code"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Code = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "dependsOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dependsOn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DependsOn = data
+		case "isAlwaysOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("isAlwaysOn"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IsAlwaysOn = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateModuleInput unmarshals raw into the CreateModuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateModuleInput(ctx context.Context, raw any) (model.CreateModuleInput, error) {
+	var out model.CreateModuleInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateModuleInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateNodeInput(ctx context.Context, obj any) (model.CreateNodeInput, error) {
 	var it model.CreateNodeInput
 	if obj == nil {
@@ -6698,6 +8249,76 @@ func UnmarshalMembershipInput(ctx context.Context, raw any) (model.MembershipInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputUpdateModuleInput(ctx context.Context, obj any) (model.UpdateModuleInput, error) {
+	var it model.UpdateModuleInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"code", "name", "description", "dependsOn", "isAlwaysOn"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "code":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("code"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Code = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "dependsOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dependsOn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DependsOn = data
+		case "isAlwaysOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("isAlwaysOn"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IsAlwaysOn = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUpdateModuleInput unmarshals raw into the UpdateModuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUpdateModuleInput(ctx context.Context, raw any) (model.UpdateModuleInput, error) {
+	var out model.UpdateModuleInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateModuleInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputUpdateTenantInput(ctx context.Context, obj any) (model.UpdateTenantInput, error) {
 	var it model.UpdateTenantInput
 	if obj == nil {
@@ -6823,6 +8444,84 @@ func (ec *executionContext) _ApiKey(ctx context.Context, sel ast.SelectionSet, o
 	return out
 }
 
+var assignmentImplementors = []string{"Assignment"}
+
+func (ec *executionContext) _Assignment(ctx context.Context, sel ast.SelectionSet, obj *model.Assignment) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, assignmentImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Assignment")
+		case "id":
+			out.Values[i] = ec._Assignment_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tenantId":
+			out.Values[i] = ec._Assignment_tenantId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodeId":
+			out.Values[i] = ec._Assignment_nodeId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "moduleCode":
+			out.Values[i] = ec._Assignment_moduleCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "scope":
+			out.Values[i] = ec._Assignment_scope(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._Assignment_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "effectiveFrom":
+			out.Values[i] = ec._Assignment_effectiveFrom(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "effectiveTo":
+			out.Values[i] = ec._Assignment_effectiveTo(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Assignment_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Assignment_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createdApiKeyImplementors = []string{"CreatedApiKey"}
 
 func (ec *executionContext) _CreatedApiKey(ctx context.Context, sel ast.SelectionSet, obj *model.CreatedAPIKey) graphql.Marshaler {
@@ -6925,6 +8624,64 @@ func (ec *executionContext) _CreatedServiceAccount(ctx context.Context, sel ast.
 		case "tenantId":
 			out.Values[i] = ec._CreatedServiceAccount_tenantId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var effectiveModuleImplementors = []string{"EffectiveModule"}
+
+func (ec *executionContext) _EffectiveModule(ctx context.Context, sel ast.SelectionSet, obj *model.EffectiveModule) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, effectiveModuleImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EffectiveModule")
+		case "code":
+			out.Values[i] = ec._EffectiveModule_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._EffectiveModule_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "granted":
+			out.Values[i] = ec._EffectiveModule_granted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "scope":
+			out.Values[i] = ec._EffectiveModule_scope(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sourceNodeId":
+			out.Values[i] = ec._EffectiveModule_sourceNodeId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "assignmentId":
+			out.Values[i] = ec._EffectiveModule_assignmentId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -7242,6 +8999,74 @@ func (ec *executionContext) _MfaFactor(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var moduleImplementors = []string{"Module"}
+
+func (ec *executionContext) _Module(ctx context.Context, sel ast.SelectionSet, obj *model.Module) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, moduleImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Module")
+		case "code":
+			out.Values[i] = ec._Module_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._Module_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._Module_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dependsOn":
+			out.Values[i] = ec._Module_dependsOn(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "isAlwaysOn":
+			out.Values[i] = ec._Module_isAlwaysOn(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "terminatedAt":
+			out.Values[i] = ec._Module_terminatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Module_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Module_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -7355,6 +9180,34 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "createServiceAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createServiceAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createModule":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createModule(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateModule":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateModule(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createAssignment":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createAssignment(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "changeAssignmentStatus":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_changeAssignmentStatus(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -7481,6 +9334,24 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_serviceAccounts(ctx, field)
+				})
+		case "modules":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_modules(ctx, field)
+				})
+		case "assignments":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_assignments(ctx, field)
+				})
+		case "effectiveLicenses":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_effectiveLicenses(ctx, field)
 				})
 		case "events":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -8249,6 +10120,54 @@ func (ec *executionContext) marshalNApiKey2ᚖgithubᚗcomᚋghasiᚑehealthᚋi
 	return ec._ApiKey(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNAssignment2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignment(ctx context.Context, sel ast.SelectionSet, v model.Assignment) graphql.Marshaler {
+	return ec._Assignment(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNAssignment2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentᚄ(ctx context.Context, sel ast.SelectionSet, v []model.Assignment) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAssignment2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignment(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAssignment2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignment(ctx context.Context, sel ast.SelectionSet, v *model.Assignment) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Assignment!")
+		return graphql.Null
+	}
+	return ec._Assignment(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAssignmentScope2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentScope(ctx context.Context, v any) (model.AssignmentScope, error) {
+	var res model.AssignmentScope
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAssignmentScope2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentScope(ctx context.Context, sel ast.SelectionSet, v model.AssignmentScope) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNAssignmentStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentStatus(ctx context.Context, v any) (model.AssignmentStatus, error) {
+	var res model.AssignmentStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAssignmentStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐAssignmentStatus(ctx context.Context, sel ast.SelectionSet, v model.AssignmentStatus) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -8265,6 +10184,16 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 
 func (ec *executionContext) unmarshalNCreateApiKeyInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐCreateAPIKeyInput(ctx context.Context, v any) (model.CreateAPIKeyInput, error) {
 	res, err := ec.unmarshalInputCreateApiKeyInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreateAssignmentInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐCreateAssignmentInput(ctx context.Context, v any) (model.CreateAssignmentInput, error) {
+	res, err := ec.unmarshalInputCreateAssignmentInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreateModuleInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐCreateModuleInput(ctx context.Context, v any) (model.CreateModuleInput, error) {
+	res, err := ec.unmarshalInputCreateModuleInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -8302,6 +10231,26 @@ func (ec *executionContext) marshalNCreatedServiceAccount2ᚖgithubᚗcomᚋghas
 		return graphql.Null
 	}
 	return ec._CreatedServiceAccount(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNEffectiveModule2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐEffectiveModule(ctx context.Context, sel ast.SelectionSet, v model.EffectiveModule) graphql.Marshaler {
+	return ec._EffectiveModule(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNEffectiveModule2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐEffectiveModuleᚄ(ctx context.Context, sel ast.SelectionSet, v []model.EffectiveModule) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEffectiveModule2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐEffectiveModule(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNEvent2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐEvent(ctx context.Context, sel ast.SelectionSet, v *model.Event) graphql.Marshaler {
@@ -8441,6 +10390,34 @@ func (ec *executionContext) unmarshalNMfaFactorType2githubᚗcomᚋghasiᚑeheal
 
 func (ec *executionContext) marshalNMfaFactorType2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐMfaFactorType(ctx context.Context, sel ast.SelectionSet, v model.MfaFactorType) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNModule2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐModule(ctx context.Context, sel ast.SelectionSet, v model.Module) graphql.Marshaler {
+	return ec._Module(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNModule2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐModuleᚄ(ctx context.Context, sel ast.SelectionSet, v []model.Module) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNModule2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐModule(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNModule2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐModule(ctx context.Context, sel ast.SelectionSet, v *model.Module) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Module!")
+		return graphql.Null
+	}
+	return ec._Module(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
@@ -8592,6 +10569,11 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNUpdateModuleInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐUpdateModuleInput(ctx context.Context, v any) (model.UpdateModuleInput, error) {
+	res, err := ec.unmarshalInputUpdateModuleInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNUpdateTenantInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐUpdateTenantInput(ctx context.Context, v any) (model.UpdateTenantInput, error) {
@@ -8851,6 +10833,41 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -22,12 +22,45 @@ type APIKey struct {
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`
 }
 
+type Assignment struct {
+	ID            string           `json:"id"`
+	TenantID      string           `json:"tenantId"`
+	NodeID        string           `json:"nodeId"`
+	ModuleCode    string           `json:"moduleCode"`
+	Scope         AssignmentScope  `json:"scope"`
+	Status        AssignmentStatus `json:"status"`
+	EffectiveFrom time.Time        `json:"effectiveFrom"`
+	EffectiveTo   *time.Time       `json:"effectiveTo,omitempty"`
+	CreatedAt     time.Time        `json:"createdAt"`
+	UpdatedAt     time.Time        `json:"updatedAt"`
+}
+
 type CreateAPIKeyInput struct {
 	Name   string   `json:"name"`
 	Scopes []string `json:"scopes"`
 	// Default: the caller's tenant.
 	TenantID  *string    `json:"tenantId,omitempty"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+type CreateAssignmentInput struct {
+	TenantID   string          `json:"tenantId"`
+	NodeID     string          `json:"nodeId"`
+	ModuleCode string          `json:"moduleCode"`
+	Scope      AssignmentScope `json:"scope"`
+	// ACTIVE or TRIAL.
+	Status        AssignmentStatus `json:"status"`
+	EffectiveFrom *time.Time       `json:"effectiveFrom,omitempty"`
+	// Required for TRIAL.
+	EffectiveTo *time.Time `json:"effectiveTo,omitempty"`
+}
+
+type CreateModuleInput struct {
+	Code        string   `json:"code"`
+	Name        string   `json:"name"`
+	Description *string  `json:"description,omitempty"`
+	DependsOn   []string `json:"dependsOn,omitempty"`
+	IsAlwaysOn  *bool    `json:"isAlwaysOn,omitempty"`
 }
 
 type CreateNodeInput struct {
@@ -82,6 +115,16 @@ type CreatedServiceAccount struct {
 	ClientSecret string   `json:"clientSecret"`
 	Scopes       []string `json:"scopes"`
 	TenantID     string   `json:"tenantId"`
+}
+
+type EffectiveModule struct {
+	Code    string           `json:"code"`
+	Status  AssignmentStatus `json:"status"`
+	Granted bool             `json:"granted"`
+	Scope   AssignmentScope  `json:"scope"`
+	// The node of the deciding assignment; null for an always-on module without one.
+	SourceNodeID *string `json:"sourceNodeId,omitempty"`
+	AssignmentID *string `json:"assignmentId,omitempty"`
 }
 
 type Event struct {
@@ -139,6 +182,18 @@ type MfaFactor struct {
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 }
 
+type Module struct {
+	Code        string   `json:"code"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	DependsOn   []string `json:"dependsOn"`
+	IsAlwaysOn  bool     `json:"isAlwaysOn"`
+	// Set when the module was terminated (kept for history, no new assignments).
+	TerminatedAt *time.Time `json:"terminatedAt,omitempty"`
+	CreatedAt    time.Time  `json:"createdAt"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
+}
+
 type Mutation struct {
 }
 
@@ -179,6 +234,15 @@ type Tenant struct {
 	UpdatedAt        time.Time `json:"updatedAt"`
 }
 
+type UpdateModuleInput struct {
+	// Must equal the module's code if present (codes are immutable).
+	Code        *string  `json:"code,omitempty"`
+	Name        *string  `json:"name,omitempty"`
+	Description *string  `json:"description,omitempty"`
+	DependsOn   []string `json:"dependsOn,omitempty"`
+	IsAlwaysOn  *bool    `json:"isAlwaysOn,omitempty"`
+}
+
 type UpdateTenantInput struct {
 	SelfRegistration *bool `json:"selfRegistration,omitempty"`
 	MfaRequired      *bool `json:"mfaRequired,omitempty"`
@@ -205,6 +269,120 @@ type UserConnection struct {
 type UserEdge struct {
 	Cursor string `json:"cursor"`
 	Node   *User  `json:"node"`
+}
+
+type AssignmentScope string
+
+const (
+	AssignmentScopeExact       AssignmentScope = "EXACT"
+	AssignmentScopeInheritDown AssignmentScope = "INHERIT_DOWN"
+)
+
+var AllAssignmentScope = []AssignmentScope{
+	AssignmentScopeExact,
+	AssignmentScopeInheritDown,
+}
+
+func (e AssignmentScope) IsValid() bool {
+	switch e {
+	case AssignmentScopeExact, AssignmentScopeInheritDown:
+		return true
+	}
+	return false
+}
+
+func (e AssignmentScope) String() string {
+	return string(e)
+}
+
+func (e *AssignmentScope) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AssignmentScope(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AssignmentScope", str)
+	}
+	return nil
+}
+
+func (e AssignmentScope) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AssignmentScope) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AssignmentScope) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type AssignmentStatus string
+
+const (
+	AssignmentStatusTrial      AssignmentStatus = "TRIAL"
+	AssignmentStatusActive     AssignmentStatus = "ACTIVE"
+	AssignmentStatusSuspended  AssignmentStatus = "SUSPENDED"
+	AssignmentStatusTerminated AssignmentStatus = "TERMINATED"
+)
+
+var AllAssignmentStatus = []AssignmentStatus{
+	AssignmentStatusTrial,
+	AssignmentStatusActive,
+	AssignmentStatusSuspended,
+	AssignmentStatusTerminated,
+}
+
+func (e AssignmentStatus) IsValid() bool {
+	switch e {
+	case AssignmentStatusTrial, AssignmentStatusActive, AssignmentStatusSuspended, AssignmentStatusTerminated:
+		return true
+	}
+	return false
+}
+
+func (e AssignmentStatus) String() string {
+	return string(e)
+}
+
+func (e *AssignmentStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AssignmentStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AssignmentStatus", str)
+	}
+	return nil
+}
+
+func (e AssignmentStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AssignmentStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AssignmentStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type MfaFactorType string

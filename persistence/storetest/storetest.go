@@ -24,6 +24,7 @@ var suites = []struct {
 	{"passkeys", testPasskeys},
 	{"apikeys", testAPIKeys},
 	{"service accounts", testServiceAccounts},
+	{"licensing", testLicensing},
 }
 
 // Run runs the whole conformance suite against the backend open returns.
