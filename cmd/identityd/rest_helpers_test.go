@@ -19,7 +19,6 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/messaging"
 	"github.com/ghasi-ehealth/identity-service/messaging/eventtest"
-	"github.com/ghasi-ehealth/identity-service/persistence"
 )
 
 // e2eDialects runs the main flows on both databases.
@@ -275,66 +274,6 @@ func (s *testService) storedUser(t *testing.T, id string) (status, email string)
 	require.NoError(t, s.main.db.Bun().QueryRowContext(context.Background(),
 		`SELECT status, email FROM users WHERE id = ?`, id).Scan(&status, &email))
 	return status, email
-}
-
-// findEverywhere lists "table.column" for every column of every table of
-// the service's database whose text contains needle (case-insensitively);
-// the same scan as core/user's erasure test.
-func findEverywhere(t *testing.T, db *persistence.DB, needle string) []string {
-	t.Helper()
-	ctx := context.Background()
-	bdb := db.Bun()
-	type col struct{ table, column string }
-	var cols []col
-	scanCols := func(query string, table string, args ...any) {
-		rows, err := bdb.QueryContext(ctx, query, args...)
-		require.NoError(t, err)
-		defer rows.Close()
-		for rows.Next() {
-			c := col{table: table}
-			if table == "" {
-				require.NoError(t, rows.Scan(&c.table, &c.column))
-			} else {
-				require.NoError(t, rows.Scan(&c.column))
-			}
-			cols = append(cols, c)
-		}
-		require.NoError(t, rows.Err())
-	}
-	if db.Dialect() == persistence.Postgres {
-		scanCols(`SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()`, "")
-	} else {
-		var tables []string
-		rows, err := bdb.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
-		require.NoError(t, err)
-		for rows.Next() {
-			var name string
-			require.NoError(t, rows.Scan(&name))
-			tables = append(tables, name)
-		}
-		require.NoError(t, rows.Err())
-		require.NoError(t, rows.Close())
-		for _, table := range tables {
-			scanCols(`SELECT name FROM pragma_table_info(?)`, table, table)
-		}
-	}
-	require.NotEmpty(t, cols)
-	tables := map[string]bool{}
-	var hits []string
-	for _, c := range cols {
-		tables[c.table] = true
-		q := `SELECT count(*) FROM "` + c.table + `" WHERE instr(lower(CAST("` + c.column + `" AS TEXT)), ?) > 0`
-		if db.Dialect() == persistence.Postgres {
-			q = `SELECT count(*) FROM "` + c.table + `" WHERE position(? in lower(CAST("` + c.column + `" AS text))) > 0`
-		}
-		var n int
-		require.NoError(t, bdb.QueryRowContext(ctx, q, strings.ToLower(needle)).Scan(&n), "%s.%s", c.table, c.column)
-		if n > 0 {
-			hits = append(hits, c.table+"."+c.column)
-		}
-	}
-	require.True(t, tables["users"] && tables["events"] && tables["verification_tokens"], "scanned %v", tables)
-	return hits
 }
 
 // world is two customer tenants with one TENANT_ADMIN each, built through

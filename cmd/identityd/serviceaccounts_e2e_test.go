@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 	"net/http"
 	"strings"
 	"testing"
@@ -288,7 +289,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 		}
 	}
 	for _, what := range []string{"api key", "rotated api key", "client secret", "rotated client secret", "refresh token"} {
-		require.Empty(t, findEverywhere(t, s.main.db, secrets[what]), "%s stored in the clear", what)
+		require.Empty(t, dbtest.FindEverywhere(t, s.main.db, secrets[what]), "%s stored in the clear", what)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 	"net/http"
 	"net/url"
 	"slices"
@@ -209,7 +210,7 @@ func TestUserLifecycleThroughREST(t *testing.T) {
 
 			// --- GDPR erasure ---
 			for _, needle := range []string{email, first, last} {
-				require.NotEmpty(t, findEverywhere(t, s.main.db, needle), "positive control: %s is stored before erasure", needle)
+				require.NotEmpty(t, dbtest.FindEverywhere(t, s.main.db, needle), "positive control: %s is stored before erasure", needle)
 			}
 			res = s.call(t, http.MethodDelete, "/api/v1/users/"+u.ID, w.tokA, nil)
 			var erased userDoc
@@ -244,7 +245,7 @@ func TestUserLifecycleThroughREST(t *testing.T) {
 			require.True(t, erased.DeactivatedAt.Equal(at), "event %s, response %s", at, erased.DeactivatedAt)
 
 			for _, needle := range []string{email, first, last} {
-				require.Empty(t, findEverywhere(t, s.main.db, needle), "no copy of %q may remain", needle)
+				require.Empty(t, dbtest.FindEverywhere(t, s.main.db, needle), "no copy of %q may remain", needle)
 			}
 			// The audit trail stays (redacted) and still validates.
 			require.Len(t, s.eventsFor(t, user.EventRegistered, u.ID), 1)
@@ -408,8 +409,8 @@ func TestUserLifecycleThroughGraphQL(t *testing.T) {
 			var dd user.DeactivatedData
 			require.NoError(t, json.Unmarshal(env.Data, &dd))
 			require.Equal(t, w.adminA.ID, dd.ActorID)
-			require.Empty(t, findEverywhere(t, s.main.db, email))
-			require.Empty(t, findEverywhere(t, s.main.db, "Makaizai"))
+			require.Empty(t, dbtest.FindEverywhere(t, s.main.db, email))
+			require.Empty(t, dbtest.FindEverywhere(t, s.main.db, "Makaizai"))
 
 			var me struct{ Me gqlUser }
 			s.graphql(t, w.tokA, `{ me { `+userFields+` } }`, nil).decode(t, &me)

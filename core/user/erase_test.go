@@ -3,6 +3,7 @@ package user_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/messaging/eventtest"
-	"github.com/ghasi-ehealth/identity-service/persistence"
 )
 
 func TestErase(t *testing.T) {
@@ -39,9 +39,9 @@ func TestErase(t *testing.T) {
 		}))
 
 		for _, needle := range []string{email, first, last} {
-			require.NotEmpty(t, findEverywhere(t, e.db, needle), "positive control: %s is stored before erasure", needle)
+			require.NotEmpty(t, dbtest.FindEverywhere(t, e.db, needle), "positive control: %s is stored before erasure", needle)
 		}
-		require.ElementsMatch(t, []string{"users.email", "events.data"}, findEverywhere(t, e.db, email))
+		require.ElementsMatch(t, []string{"users.email", "events.data"}, dbtest.FindEverywhere(t, e.db, email))
 
 		e.clock.Advance(time.Hour)
 		got, err := e.svc.Erase(e.asAdminA(), u.ID)
@@ -57,7 +57,7 @@ func TestErase(t *testing.T) {
 		require.Contains(t, e.sessions.Calls(), revokeCall{u.ID, user.RevokeReasonErased})
 
 		for _, needle := range []string{email, first, last} {
-			require.Empty(t, findEverywhere(t, e.db, needle), "no copy of %q may remain", needle)
+			require.Empty(t, dbtest.FindEverywhere(t, e.db, needle), "no copy of %q may remain", needle)
 		}
 
 		// The audit trail stays: every event is still there, redacted.
@@ -119,63 +119,4 @@ func (e *env) registeredURL(t *testing.T, userID string) string {
 	var data user.RegisteredData
 	require.NoError(t, json.Unmarshal(evs[0].Data, &data))
 	return data.VerificationURL
-}
-
-// findEverywhere lists "table.column" for every column of every table of the
-// test database whose text contains needle (case-insensitively).
-func findEverywhere(t *testing.T, db *persistence.DB, needle string) []string {
-	t.Helper()
-	ctx := context.Background()
-	bdb := db.Bun()
-	type col struct{ table, column string }
-	var cols []col
-	if db.Dialect() == persistence.Postgres {
-		rows, err := bdb.QueryContext(ctx,
-			`SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()`)
-		require.NoError(t, err)
-		for rows.Next() {
-			var c col
-			require.NoError(t, rows.Scan(&c.table, &c.column))
-			cols = append(cols, c)
-		}
-		require.NoError(t, rows.Err())
-		require.NoError(t, rows.Close())
-	} else {
-		var tables []string
-		rows, err := bdb.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
-		require.NoError(t, err)
-		for rows.Next() {
-			var name string
-			require.NoError(t, rows.Scan(&name))
-			tables = append(tables, name)
-		}
-		require.NoError(t, rows.Close())
-		for _, table := range tables {
-			rows, err := bdb.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
-			require.NoError(t, err)
-			for rows.Next() {
-				c := col{table: table}
-				require.NoError(t, rows.Scan(&c.column))
-				cols = append(cols, c)
-			}
-			require.NoError(t, rows.Close())
-		}
-	}
-	require.NotEmpty(t, cols)
-	tables := map[string]bool{}
-	var hits []string
-	for _, c := range cols {
-		tables[c.table] = true
-		q := `SELECT count(*) FROM "` + c.table + `" WHERE instr(lower(CAST("` + c.column + `" AS TEXT)), ?) > 0`
-		if db.Dialect() == persistence.Postgres {
-			q = `SELECT count(*) FROM "` + c.table + `" WHERE position(? in lower(CAST("` + c.column + `" AS text))) > 0`
-		}
-		var n int
-		require.NoError(t, bdb.QueryRowContext(ctx, q, strings.ToLower(needle)).Scan(&n), "%s.%s", c.table, c.column)
-		if n > 0 {
-			hits = append(hits, c.table+"."+c.column)
-		}
-	}
-	require.True(t, tables["users"] && tables["events"] && tables["verification_tokens"], "scanned %v", tables)
-	return hits
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -106,4 +107,63 @@ func NATSURL() string {
 		return u
 	}
 	return "nats://127.0.0.1:4222"
+}
+
+// FindEverywhere lists "table.column" for every column of every table of the
+// test database whose text contains needle (case-insensitively).
+func FindEverywhere(t testing.TB, db *persistence.DB, needle string) []string {
+	t.Helper()
+	ctx := context.Background()
+	bdb := db.Bun()
+	type col struct{ table, column string }
+	var cols []col
+	if db.Dialect() == persistence.Postgres {
+		rows, err := bdb.QueryContext(ctx,
+			`SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()`)
+		require.NoError(t, err)
+		for rows.Next() {
+			var c col
+			require.NoError(t, rows.Scan(&c.table, &c.column))
+			cols = append(cols, c)
+		}
+		require.NoError(t, rows.Err())
+		require.NoError(t, rows.Close())
+	} else {
+		var tables []string
+		rows, err := bdb.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+		require.NoError(t, err)
+		for rows.Next() {
+			var name string
+			require.NoError(t, rows.Scan(&name))
+			tables = append(tables, name)
+		}
+		require.NoError(t, rows.Close())
+		for _, table := range tables {
+			rows, err := bdb.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
+			require.NoError(t, err)
+			for rows.Next() {
+				c := col{table: table}
+				require.NoError(t, rows.Scan(&c.column))
+				cols = append(cols, c)
+			}
+			require.NoError(t, rows.Close())
+		}
+	}
+	require.NotEmpty(t, cols)
+	tables := map[string]bool{}
+	var hits []string
+	for _, c := range cols {
+		tables[c.table] = true
+		q := `SELECT count(*) FROM "` + c.table + `" WHERE instr(lower(CAST("` + c.column + `" AS TEXT)), ?) > 0`
+		if db.Dialect() == persistence.Postgres {
+			q = `SELECT count(*) FROM "` + c.table + `" WHERE position(? in lower(CAST("` + c.column + `" AS text))) > 0`
+		}
+		var n int
+		require.NoError(t, bdb.QueryRowContext(ctx, q, strings.ToLower(needle)).Scan(&n), "%s.%s", c.table, c.column)
+		if n > 0 {
+			hits = append(hits, c.table+"."+c.column)
+		}
+	}
+	require.True(t, tables["users"] && tables["events"], "scanned %v", tables)
+	return hits
 }
