@@ -104,6 +104,7 @@ func (s *Service) AddMembership(ctx context.Context, in MembershipInput) (core.M
 	if err != nil {
 		return core.Membership{}, err
 	}
+	s.membershipChanged(m.UserID, m.TenantID)
 	return m, nil
 }
 
@@ -152,7 +153,17 @@ func (s *Service) RemoveMembership(ctx context.Context, userID, tenantID string,
 	if err != nil {
 		return false, err
 	}
+	if removed {
+		s.membershipChanged(userID, tenantID)
+	}
 	return removed, nil
+}
+
+// membershipChanged calls OnMembershipChange, if set.
+func (s *Service) membershipChanged(userID, tenantID string) {
+	if s.OnMembershipChange != nil {
+		s.OnMembershipChange(userID, tenantID)
+	}
 }
 
 // checkUserInReach makes sure userID exists and, for a caller who is not

@@ -31,6 +31,11 @@ type Service struct {
 	store Store
 	authz *core.Authorizer
 	clock core.Clock
+
+	// OnMembershipChange, when set, is called after a membership of userID
+	// in tenantID was added, changed or removed and the change committed
+	// (the access-context cache invalidates the user). Set it before use.
+	OnMembershipChange func(userID, tenantID string)
 }
 
 var _ Hierarchy = (*Service)(nil)
