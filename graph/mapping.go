@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/access"
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
@@ -135,6 +136,24 @@ func effectiveOut(m licensing.EffectiveModule) model.EffectiveModule {
 	}
 	if m.AssignmentID != "" {
 		out.AssignmentID = &m.AssignmentID
+	}
+	return out
+}
+
+func accessContextOut(c access.Context) *model.AccessContext {
+	out := &model.AccessContext{UserID: c.UserID, TenantID: c.TenantID, Roles: c.Roles, Stale: c.Stale,
+		Memberships: make([]model.Membership, 0, len(c.Memberships)), EffectiveModules: make([]model.EffectiveModule, 0, len(c.EffectiveModules))}
+	if c.NodeID != "" {
+		out.NodeID = &c.NodeID
+	}
+	if out.Roles == nil {
+		out.Roles = []string{}
+	}
+	for _, m := range c.Memberships {
+		out.Memberships = append(out.Memberships, *membershipOut(m))
+	}
+	for _, m := range c.EffectiveModules {
+		out.EffectiveModules = append(out.EffectiveModules, effectiveOut(m))
 	}
 	return out
 }

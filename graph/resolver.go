@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/access"
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
@@ -86,6 +87,11 @@ type EffectiveLicenses interface {
 	AdminEffective(ctx context.Context, tenantID, nodeID string) ([]licensing.EffectiveModule, error)
 }
 
+// AccessContexts answers "what may the caller use here".
+type AccessContexts interface {
+	AccessContext(ctx context.Context, nodeID string) (access.Context, error)
+}
+
 // Resolver holds the core services the resolvers call.
 type Resolver struct {
 	Keyring        KeyAdmin
@@ -97,4 +103,5 @@ type Resolver struct {
 	AccountService Accounts
 	LicenseService Licensing
 	Effective      EffectiveLicenses
+	Access         AccessContexts
 }

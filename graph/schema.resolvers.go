@@ -197,6 +197,15 @@ func (r *queryResolver) Me(ctx context.Context) (*model.User, error) {
 	return userResult(r.UserService.Me(ctx))
 }
 
+// AccessContext is the resolver for the accessContext field.
+func (r *queryResolver) AccessContext(ctx context.Context, nodeID *string) (*model.AccessContext, error) {
+	c, err := r.Access.AccessContext(ctx, deref(nodeID))
+	if err != nil {
+		return nil, err
+	}
+	return accessContextOut(c), nil
+}
+
 // User is the resolver for the user field.
 func (r *queryResolver) User(ctx context.Context, id string) (*model.User, error) {
 	u, err := r.UserService.Get(ctx, id)

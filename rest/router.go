@@ -24,6 +24,7 @@ type Deps struct {
 	APIKeys           APIKeys
 	Licensing         Licensing
 	EffectiveLicenses EffectiveLicenses
+	Access            AccessContexts
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -61,6 +62,9 @@ func Mount(mux *http.ServeMux, d Deps) {
 	}
 	if d.EffectiveLicenses != nil {
 		mountInternalLicensing(mux, errs, d.EffectiveLicenses)
+	}
+	if d.Access != nil {
+		mountAccess(mux, errs, d.Access)
 	}
 	if d.Users != nil {
 		mountUsers(mux, errs, d.Users)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ghasi-ehealth/identity-service/cache"
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/access"
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
@@ -73,6 +74,7 @@ type Main struct {
 	apiKeys   *apikey.Service
 	licensing *licensing.Service
 	resolver  *licensing.AuthorizedResolver
+	access    *access.Service
 	passkeys  *passkey.Service
 	valkey    *cache.Valkey
 
@@ -199,7 +201,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.apiKeys = apikey.NewService(persistence.NewAPIKeyStore(m.db), m.authz, m.clock, apiKeySecret, m.logger)
 	m.accounts = serviceaccount.NewService(persistence.NewServiceAccountStore(m.db), m.authz, m.issuer, m.clock,
 		m.master.DeriveSecret(serviceaccount.SecretKeyLabel), limiter, m.logger)
-	m.openLicensing(tenancyStore, tp)
+	m.openLicensing(tenancyStore, tp, metrics)
 	m.users = user.NewService(persistence.NewUserStore(m.db), m.authz, m.hasher, policy, auth.SessionRevoker{Service: m.auth}, m.clock, user.Config{
 		PublicURL: m.cfg.PublicURL,
 		TokenKey:  m.master.DeriveSecret(user.TokenKeyLabel),
@@ -263,7 +265,7 @@ func (m *Main) openGuards(ctx context.Context, sessions *persistence.SessionStor
 // effective-license resolver. Its cache lives in Valkey when configured
 // (shared by every instance; invalidation is a generation bump every
 // instance sees at once) and in process otherwise.
-func (m *Main) openLicensing(tenancyStore *persistence.TenancyStore, tp *telemetry.Providers) {
+func (m *Main) openLicensing(tenancyStore *persistence.TenancyStore, tp *telemetry.Providers, metrics *telemetry.Metrics) {
 	store := persistence.NewLicensingStore(m.db)
 	var effective licensing.EffectiveCache = licensing.NewLocalEffectiveCache(m.clock)
 	if m.valkey != nil {
@@ -271,13 +273,23 @@ func (m *Main) openLicensing(tenancyStore *persistence.TenancyStore, tp *telemet
 	}
 	resolver := licensing.NewResolver(persistence.NewLicensingResolverStore(m.db), tenancyStore, effective, m.clock, tp.TracerProvider)
 	m.licensing = licensing.NewService(store, m.authz, tenancyStore, m.clock)
+	var contexts access.ContextCache
+	if m.valkey != nil {
+		contexts = m.valkey.AccessContexts()
+	}
+	m.access = access.NewService(access.NewLocalDirectory(tenancyStore), resolver, contexts, m.clock, tp.TracerProvider, metrics)
+	m.tenancy.OnMembershipChange = func(userID, _ string) {
+		if err := m.access.InvalidateUser(context.Background(), userID); err != nil {
+			m.logger.Error("access-context cache invalidation failed", "user_id", userID, "error", err)
+		}
+	}
 	m.licensing.OnChange = func(tenantID string) {
 		ctx := context.Background()
 		var err error
 		if tenantID == "" {
-			err = resolver.InvalidateAll(ctx)
+			err = errors.Join(resolver.InvalidateAll(ctx), m.access.InvalidateAll(ctx))
 		} else {
-			err = resolver.InvalidateTenant(ctx, tenantID)
+			err = errors.Join(resolver.InvalidateTenant(ctx, tenantID), m.access.InvalidateTenant(ctx, tenantID))
 		}
 		if err != nil {
 			// Entries still expire within 5 minutes; say so loudly.
@@ -308,7 +320,7 @@ func (m *Main) handler() http.Handler {
 		MFA:      mfaEndpoints{Service: m.mfa, auth: m.auth},
 		WebAuthn: m.passkeys,
 		OAuth:    m.accounts, ServiceAccounts: m.accounts, APIKeys: m.apiKeys,
-		Licensing: m.licensing, EffectiveLicenses: m.resolver})
+		Licensing: m.licensing, EffectiveLicenses: m.resolver, Access: m.access})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
 		Keyring:        m.keys,
 		Audit:          audit.NewService(m.db, m.authz),
@@ -319,6 +331,7 @@ func (m *Main) handler() http.Handler {
 		AccountService: m.accounts,
 		LicenseService: m.licensing,
 		Effective:      m.resolver,
+		Access:         m.access,
 	}, m.logger))
 	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
 	rpc.Mount(mux, rpc.Deps{APIKeys: apiKeyVerifier{m.apiKeys}, Licensing: licensingResolver{m.resolver}}, rpc.Options{

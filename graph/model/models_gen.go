@@ -10,6 +10,18 @@ import (
 	"time"
 )
 
+type AccessContext struct {
+	UserID      string       `json:"userId"`
+	TenantID    string       `json:"tenantId"`
+	NodeID      *string      `json:"nodeId,omitempty"`
+	Roles       []string     `json:"roles"`
+	Memberships []Membership `json:"memberships"`
+	// Granted modules at the node.
+	EffectiveModules []EffectiveModule `json:"effectiveModules"`
+	// True when served from cache while the tenant directory is unreachable.
+	Stale bool `json:"stale"`
+}
+
 type APIKey struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`

@@ -1,0 +1,166 @@
+package cache
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/access"
+	"github.com/ghasi-ehealth/identity-service/core/licensing"
+	"github.com/ghasi-ehealth/identity-service/core/tenancy"
+)
+
+func TestValkeyAccessCache(t *testing.T) {
+	ctx := context.Background()
+	a := openTestValkey(t).AccessContexts()
+	b := NewValkeyAccessCache(openTestValkey(t))
+	user, tenant, node := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	exp := time.Now().Add(time.Minute).Truncate(time.Millisecond)
+	entry := access.Entry{ExpiresAt: exp, Context: access.Context{UserID: user, TenantID: tenant, NodeID: node,
+		Roles:       []string{"NURSE"},
+		Memberships: []core.Membership{{UserID: user, TenantID: tenant, NodeID: node, Roles: []string{"NURSE"}}},
+		EffectiveModules: []licensing.EffectiveModule{{Code: "ehr.lab", Status: licensing.StatusActive, Granted: true,
+			Scope: licensing.ScopeInheritDown, SourceNodeID: node, AssignmentID: "x"}}}}
+
+	_, ok, err := a.Get(ctx, user, node)
+	require.NoError(t, err)
+	require.False(t, ok)
+	stamp, err := a.Stamp(ctx, user, tenant)
+	require.NoError(t, err)
+	require.NoError(t, a.Set(ctx, user, node, stamp, entry, time.Minute))
+	for _, c := range []ValkeyAccessCache{a, b} {
+		require.Eventually(t, func() bool {
+			_, ok, err := c.Get(ctx, user, node)
+			return err == nil && ok
+		}, time.Second, 10*time.Millisecond)
+		got, _, err := c.Get(ctx, user, node)
+		require.NoError(t, err)
+		require.True(t, got.ExpiresAt.Equal(exp))
+		got.ExpiresAt = exp
+		require.Equal(t, entry, got)
+	}
+	_, pttl := rawGet(t, a.v, acEntryKey(user, node))
+	require.InDelta(t, time.Minute.Milliseconds(), pttl, 5000)
+
+	// Each invalidation by one instance is seen by the other within a second,
+	// and a set under the pre-invalidation stamp is never served.
+	for name, inv := range map[string]func(c ValkeyAccessCache) error{
+		"user":   func(c ValkeyAccessCache) error { return c.InvalidateUser(ctx, user) },
+		"tenant": func(c ValkeyAccessCache) error { return c.InvalidateTenant(ctx, tenant) },
+		"all":    func(c ValkeyAccessCache) error { return c.InvalidateAll(ctx) },
+	} {
+		stamp, err := a.Stamp(ctx, user, tenant)
+		require.NoError(t, err)
+		require.NoError(t, a.Set(ctx, user, node, stamp, entry, time.Minute))
+		require.Eventually(t, func() bool { _, ok, _ := b.Get(ctx, user, node); return ok }, time.Second, 5*time.Millisecond, name)
+		_, ok, _ := a.Get(ctx, user, node) // warm a's client-side cache
+		require.True(t, ok, name)
+		require.NoError(t, inv(b))
+		require.Eventually(t, func() bool { _, ok, _ := a.Get(ctx, user, node); return !ok }, time.Second, 5*time.Millisecond, name)
+		require.NoError(t, a.Set(ctx, user, node, stamp, entry, time.Minute))
+		_, ok, _ = a.Get(ctx, user, node)
+		require.False(t, ok, name)
+	}
+	// Other users' and tenants' invalidations keep the entry.
+	stamp, err = a.Stamp(ctx, user, tenant)
+	require.NoError(t, err)
+	require.NoError(t, a.Set(ctx, user, node, stamp, entry, time.Minute))
+	require.NoError(t, b.InvalidateUser(ctx, uuid.NewString()))
+	require.NoError(t, b.InvalidateTenant(ctx, uuid.NewString()))
+	_, ok, _ = a.Get(ctx, user, node)
+	require.True(t, ok)
+	// Generations expire, but only after every entry stored under them.
+	_, pttl = rawGet(t, a.v, acUserGenKey(user))
+	require.Greater(t, pttl, (access.ContextTTL + access.StaleGrace).Milliseconds())
+	// Keep time.
+	require.NoError(t, a.Set(ctx, user, "short", stamp, entry, 50*time.Millisecond))
+	require.Eventually(t, func() bool { _, ok, _ := a.Get(ctx, user, "short"); return !ok }, 2*time.Second, 20*time.Millisecond)
+}
+
+// stubDirectory: user u is NURSE at node n (a root of tenant tn).
+type stubDirectory struct {
+	user, tenant, node string
+	calls              atomic.Int64
+	down               atomic.Bool
+}
+
+func (d *stubDirectory) call() error {
+	d.calls.Add(1)
+	if d.down.Load() {
+		return core.Unavailable(context.DeadlineExceeded)
+	}
+	return nil
+}
+
+func (d *stubDirectory) MembershipsOfUser(context.Context, string) ([]core.Membership, error) {
+	return []core.Membership{{UserID: d.user, TenantID: d.tenant, NodeID: d.node, Roles: []string{"NURSE"}}}, d.call()
+}
+
+func (d *stubDirectory) Ancestors(context.Context, string) ([]tenancy.Ancestor, error) {
+	return nil, d.call()
+}
+
+func (d *stubDirectory) NodeTenantID(context.Context, string) (string, error) {
+	return d.tenant, d.call()
+}
+
+type stubResolver struct{}
+
+func (stubResolver) Effective(context.Context, string, string, string) ([]licensing.EffectiveModule, error) {
+	return []licensing.EffectiveModule{{Code: "ehr.core", Status: licensing.StatusActive, Granted: true,
+		Scope: licensing.ScopeInheritDown}}, nil
+}
+
+// Two service instances sharing Valkey: a hit on either calls no directory;
+// an invalidation on one is seen by the other within a second; a cached
+// context is served stale while the directory is down.
+func TestAccessServiceOnValkey(t *testing.T) {
+	dir := &stubDirectory{user: uuid.NewString(), tenant: uuid.NewString(), node: uuid.NewString()}
+	clock := core.NewFixedClock(time.Now())
+	svcA := access.NewService(dir, stubResolver{}, openTestValkey(t).AccessContexts(), clock, nil, nil)
+	svcB := access.NewService(dir, stubResolver{}, openTestValkey(t).AccessContexts(), clock, nil, nil)
+	ctx := core.WithPrincipal(context.Background(), &core.Principal{Type: core.PrincipalUser, ID: dir.user, TenantID: dir.tenant})
+
+	c, err := svcA.AccessContext(ctx, dir.node)
+	require.NoError(t, err)
+	require.Equal(t, []string{"NURSE"}, c.Roles)
+	calls := dir.calls.Load()
+	for _, s := range []*access.Service{svcA, svcB, svcA} {
+		got, err := s.AccessContext(ctx, dir.node)
+		require.NoError(t, err)
+		require.Equal(t, c, got)
+	}
+	require.Equal(t, calls, dir.calls.Load(), "hits call no directory")
+
+	for _, inv := range []func() error{
+		func() error { return svcB.InvalidateUser(context.Background(), dir.user) },
+		func() error { return svcB.InvalidateTenant(context.Background(), dir.tenant) },
+		func() error { return svcB.InvalidateAll(context.Background()) },
+		func() error {
+			return svcB.HandleTenantEvent(context.Background(), access.EventTenantMembershipChanged,
+				[]byte(`{"userId":"`+dir.user+`"}`))
+		},
+	} {
+		start := time.Now()
+		require.NoError(t, inv())
+		require.Eventually(t, func() bool {
+			before := dir.calls.Load()
+			_, err := svcA.AccessContext(ctx, dir.node)
+			return err == nil && dir.calls.Load() > before
+		}, time.Second, 5*time.Millisecond)
+		require.Less(t, time.Since(start), time.Second)
+	}
+
+	dir.down.Store(true)
+	clock.Advance(access.ContextTTL + time.Minute)
+	c, err = svcB.AccessContext(ctx, dir.node)
+	require.NoError(t, err)
+	require.True(t, c.Stale)
+	_, err = svcB.AccessContext(ctx, uuid.NewString())
+	require.Equal(t, core.CodeUnavailable, core.CodeOf(err))
+}
