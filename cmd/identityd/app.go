@@ -36,6 +36,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/rest"
 	"github.com/ghasi-ehealth/identity-service/rpc"
 	"github.com/ghasi-ehealth/identity-service/telemetry"
+	"github.com/ghasi-ehealth/identity-service/tenantsvc"
 )
 
 // Version is stamped at build time (-ldflags "-X main.Version=…").
@@ -65,6 +66,9 @@ type Main struct {
 	verifier  *token.Verifier
 	authz     *core.Authorizer
 	directory *persistence.DirectoryStore
+	// remoteDir is the local directory merged with tenant-service; nil
+	// unless IDENTITY_TENANT_SERVICE_URL is set.
+	remoteDir *mergedDirectory
 	master    *keys.MasterKey
 	tenancy   *tenancy.Service
 	users     *user.Service
@@ -110,7 +114,21 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 	}
 	m.directory = persistence.NewDirectoryStore(db)
-	m.authz = core.NewAuthorizer(m.directory)
+	var memberships core.MembershipReader = m.directory
+	if m.cfg.TenantServiceURL != "" {
+		opts := tenantsvc.Options{Logger: m.logger}
+		if m.telemetry != nil {
+			opts.TracerProvider = m.telemetry.TracerProvider
+		}
+		client, err := tenantsvc.New(m.cfg.TenantServiceURL, opts)
+		if err != nil {
+			return &ConfigError{Var: "IDENTITY_TENANT_SERVICE_URL", Reason: err.Error()}
+		}
+		dir := newMergedDirectory(persistence.NewTenancyStore(db), client)
+		m.remoteDir = &dir
+		memberships = dir
+	}
+	m.authz = core.NewAuthorizer(memberships)
 	return nil
 }
 
@@ -170,6 +188,13 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	tenancyStore := persistence.NewTenancyStore(m.db)
 	m.tenancy = tenancy.NewService(tenancyStore, m.authz, m.clock)
+	// dir is what login, licensing and the access context read: the local
+	// directory, or it merged with tenant-service (directory.go).
+	var dir access.Directory = access.NewLocalDirectory(tenancyStore)
+	var authDir auth.Directory = tenancyStore
+	if m.remoteDir != nil {
+		dir, authDir = *m.remoteDir, *m.remoteDir
+	}
 	metrics, err := telemetry.NewMetrics(tp.MeterProvider)
 	if err != nil {
 		return fmt.Errorf("telemetry metrics: %w", err)
@@ -183,7 +208,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Tenants: tenancyStore, Authorizer: m.authz, Master: m.master, Enrollment: m.issuer, WebAuthn: m.passkeys,
 		Clock: m.clock, Logger: m.logger})
 	m.auth = auth.NewService(auth.Deps{
-		Store: sessions, Users: sessions, Directory: tenancyStore, Hasher: m.hasher, Issuer: m.issuer,
+		Store: sessions, Users: sessions, Directory: authDir, Hasher: m.hasher, Issuer: m.issuer,
 		Limiter: limiter, Revocations: revocations, Clock: m.clock, SecondFactor: m.mfa,
 		TracerProvider: tp.TracerProvider, Metrics: metrics, Logger: m.logger,
 	}, auth.Config{RefreshKey: m.master.DeriveSecret(auth.RefreshKeyLabel)})
@@ -201,7 +226,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.apiKeys = apikey.NewService(persistence.NewAPIKeyStore(m.db), m.authz, m.clock, apiKeySecret, m.logger)
 	m.accounts = serviceaccount.NewService(persistence.NewServiceAccountStore(m.db), m.authz, m.issuer, m.clock,
 		m.master.DeriveSecret(serviceaccount.SecretKeyLabel), limiter, m.logger)
-	m.openLicensing(tenancyStore, tp, metrics)
+	m.openLicensing(dir, tp, metrics)
 	m.users = user.NewService(persistence.NewUserStore(m.db), m.authz, m.hasher, policy, auth.SessionRevoker{Service: m.auth}, m.clock, user.Config{
 		PublicURL: m.cfg.PublicURL,
 		TokenKey:  m.master.DeriveSecret(user.TokenKeyLabel),
@@ -265,19 +290,19 @@ func (m *Main) openGuards(ctx context.Context, sessions *persistence.SessionStor
 // effective-license resolver. Its cache lives in Valkey when configured
 // (shared by every instance; invalidation is a generation bump every
 // instance sees at once) and in process otherwise.
-func (m *Main) openLicensing(tenancyStore *persistence.TenancyStore, tp *telemetry.Providers, metrics *telemetry.Metrics) {
+func (m *Main) openLicensing(dir access.Directory, tp *telemetry.Providers, metrics *telemetry.Metrics) {
 	store := persistence.NewLicensingStore(m.db)
 	var effective licensing.EffectiveCache = licensing.NewLocalEffectiveCache(m.clock)
 	if m.valkey != nil {
 		effective = cache.NewValkeyEffectiveCache(m.valkey)
 	}
-	resolver := licensing.NewResolver(persistence.NewLicensingResolverStore(m.db), tenancyStore, effective, m.clock, tp.TracerProvider)
-	m.licensing = licensing.NewService(store, m.authz, tenancyStore, m.clock)
+	resolver := licensing.NewResolver(persistence.NewLicensingResolverStore(m.db), dir, effective, m.clock, tp.TracerProvider)
+	m.licensing = licensing.NewService(store, m.authz, dir, m.clock)
 	var contexts access.ContextCache
 	if m.valkey != nil {
 		contexts = m.valkey.AccessContexts()
 	}
-	m.access = access.NewService(access.NewLocalDirectory(tenancyStore), resolver, contexts, m.clock, tp.TracerProvider, metrics)
+	m.access = access.NewService(dir, resolver, contexts, m.clock, tp.TracerProvider, metrics)
 	m.tenancy.OnMembershipChange = func(userID, _ string) {
 		if err := m.access.InvalidateUser(context.Background(), userID); err != nil {
 			m.logger.Error("access-context cache invalidation failed", "user_id", userID, "error", err)
@@ -372,6 +397,11 @@ func (m *Main) Run(ctx context.Context) error {
 			m.logger.Error("outbox relay stopped", "error", err)
 		}
 	})
+	if m.remoteDir != nil {
+		for _, eventType := range tenantEventTypes {
+			wg.Go(func() { m.consumeTenantEvents(bgCtx, eventType) })
+		}
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- m.server.Serve(m.listener) }()
 	m.logger.Info("identityd serving", "addr", m.Addr(), "public_url", m.cfg.PublicURL, "version", Version)
