@@ -9,6 +9,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/access"
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
+	"github.com/ghasi-ehealth/identity-service/core/device"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
@@ -156,4 +157,26 @@ func accessContextOut(c access.Context) *model.AccessContext {
 		out.EffectiveModules = append(out.EffectiveModules, effectiveOut(m))
 	}
 	return out
+}
+
+func deviceOut(d device.Device) *model.Device {
+	out := &model.Device{ID: d.ID, UserID: d.UserID, TenantID: d.TenantID, Fingerprint: d.Fingerprint, Name: d.Name,
+		Platform: d.Platform, Status: model.DeviceStatus(strings.ToUpper(string(d.Status))), TrustedAt: d.TrustedAt}
+	if c := d.Certificate; c != nil {
+		out.Certificate = &model.DeviceCertificate{SerialNumber: c.SerialNumber, ExpiresAt: c.ExpiresAt.UTC(), RevokedAt: c.RevokedAt}
+	}
+	return out
+}
+
+// deviceConnection returns every device as one page (a user has few).
+func deviceConnection(ds []device.Device) *model.DeviceConnection {
+	conn := &model.DeviceConnection{Edges: make([]model.DeviceEdge, 0, len(ds)), PageInfo: &model.PageInfo{}}
+	for _, d := range ds {
+		conn.Edges = append(conn.Edges, model.DeviceEdge{Cursor: d.ID, Node: deviceOut(d)})
+	}
+	if n := len(conn.Edges); n > 0 {
+		end := conn.Edges[n-1].Cursor
+		conn.PageInfo.EndCursor = &end
+	}
+	return conn
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/access"
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
+	"github.com/ghasi-ehealth/identity-service/core/device"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
@@ -92,6 +93,13 @@ type AccessContexts interface {
 	AccessContext(ctx context.Context, nodeID string) (access.Context, error)
 }
 
+// Devices manages users' devices.
+type Devices interface {
+	ListForAdmin(ctx context.Context, userID string, status device.Status) ([]device.Device, error)
+	Trust(ctx context.Context, id string) (device.Device, error)
+	Revoke(ctx context.Context, id string) (device.Device, error)
+}
+
 // Resolver holds the core services the resolvers call.
 type Resolver struct {
 	Keyring        KeyAdmin
@@ -104,4 +112,5 @@ type Resolver struct {
 	LicenseService Licensing
 	Effective      EffectiveLicenses
 	Access         AccessContexts
+	DeviceService  Devices
 }

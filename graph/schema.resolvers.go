@@ -13,6 +13,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
+	"github.com/ghasi-ehealth/identity-service/core/device"
 	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
@@ -182,6 +183,24 @@ func (r *mutationResolver) ChangeAssignmentStatus(ctx context.Context, id string
 	return assignmentOut(a), nil
 }
 
+// TrustDevice is the resolver for the trustDevice field.
+func (r *mutationResolver) TrustDevice(ctx context.Context, id string) (*model.Device, error) {
+	d, err := r.DeviceService.Trust(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return deviceOut(d), nil
+}
+
+// RevokeDevice is the resolver for the revokeDevice field.
+func (r *mutationResolver) RevokeDevice(ctx context.Context, id string) (*model.Device, error) {
+	d, err := r.DeviceService.Revoke(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return deviceOut(d), nil
+}
+
 // RotateSigningKey is the resolver for the rotateSigningKey field.
 func (r *mutationResolver) RotateSigningKey(ctx context.Context) (*model.SigningKey, error) {
 	k, err := r.Keyring.RotateAsAdmin(ctx)
@@ -317,6 +336,19 @@ func (r *queryResolver) EffectiveLicenses(ctx context.Context, tenantID string, 
 		out = append(out, effectiveOut(m))
 	}
 	return out, nil
+}
+
+// Devices is the resolver for the devices field.
+func (r *queryResolver) Devices(ctx context.Context, userID *string, status *model.DeviceStatus, first *int, after *string) (*model.DeviceConnection, error) {
+	var st device.Status
+	if status != nil {
+		st = device.Status(strings.ToLower(string(*status)))
+	}
+	ds, err := r.DeviceService.ListForAdmin(ctx, deref(userID), st)
+	if err != nil {
+		return nil, err
+	}
+	return deviceConnection(ds), nil
 }
 
 // Events is the resolver for the events field.

@@ -25,6 +25,7 @@ type Deps struct {
 	Licensing         Licensing
 	EffectiveLicenses EffectiveLicenses
 	Access            AccessContexts
+	Devices           Devices
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -65,6 +66,9 @@ func Mount(mux *http.ServeMux, d Deps) {
 	}
 	if d.Access != nil {
 		mountAccess(mux, errs, d.Access)
+	}
+	if d.Devices != nil {
+		mountDevices(mux, errs, d.Devices)
 	}
 	if d.Users != nil {
 		mountUsers(mux, errs, d.Users)

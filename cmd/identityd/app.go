@@ -20,6 +20,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
+	"github.com/ghasi-ehealth/identity-service/core/device"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
@@ -79,6 +80,7 @@ type Main struct {
 	licensing *licensing.Service
 	resolver  *licensing.AuthorizedResolver
 	access    *access.Service
+	devices   *device.Service
 	passkeys  *passkey.Service
 	valkey    *cache.Valkey
 
@@ -207,7 +209,8 @@ func (m *Main) Open(ctx context.Context) error {
 	m.mfa = mfa.NewService(mfa.Deps{Store: persistence.NewMFAStore(m.db), Users: persistence.NewUserStore(m.db),
 		Tenants: tenancyStore, Authorizer: m.authz, Master: m.master, Enrollment: m.issuer, WebAuthn: m.passkeys,
 		Clock: m.clock, Logger: m.logger})
-	m.auth = auth.NewService(auth.Deps{
+	m.devices = device.NewService(persistence.NewDeviceStore(m.db), m.authz, m.keys, m.clock, metrics, device.Config{}).WithLogger(m.logger)
+	m.auth = auth.NewService(auth.Deps{Devices: m.devices,
 		Store: sessions, Users: sessions, Directory: authDir, Hasher: m.hasher, Issuer: m.issuer,
 		Limiter: limiter, Revocations: revocations, Clock: m.clock, SecondFactor: m.mfa,
 		TracerProvider: tp.TracerProvider, Metrics: metrics, Logger: m.logger,
@@ -345,7 +348,8 @@ func (m *Main) handler() http.Handler {
 		MFA:      mfaEndpoints{Service: m.mfa, auth: m.auth},
 		WebAuthn: m.passkeys,
 		OAuth:    m.accounts, ServiceAccounts: m.accounts, APIKeys: m.apiKeys,
-		Licensing: m.licensing, EffectiveLicenses: m.resolver, Access: m.access})
+		Licensing: m.licensing, EffectiveLicenses: m.resolver, Access: m.access,
+		Devices: m.devices})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
 		Keyring:        m.keys,
 		Audit:          audit.NewService(m.db, m.authz),
@@ -357,6 +361,7 @@ func (m *Main) handler() http.Handler {
 		LicenseService: m.licensing,
 		Effective:      m.resolver,
 		Access:         m.access,
+		DeviceService:  m.devices,
 	}, m.logger))
 	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
 	rpc.Mount(mux, rpc.Deps{APIKeys: apiKeyVerifier{m.apiKeys}, Licensing: licensingResolver{m.resolver}}, rpc.Options{

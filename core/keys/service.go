@@ -36,6 +36,9 @@ type Service struct {
 
 	ring     atomic.Pointer[keyring]
 	reloadMu sync.Mutex // serializes reloads so an older read never replaces a newer one
+
+	caMu sync.Mutex // guards ca (DeviceCA)
+	ca   *deviceCA
 }
 
 // NewService validates cfg and returns a Service; call Init before use.

@@ -91,6 +91,34 @@ type ComplexityRoot struct {
 		TenantID     func(childComplexity int) int
 	}
 
+	Device struct {
+		Certificate func(childComplexity int) int
+		Fingerprint func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Name        func(childComplexity int) int
+		Platform    func(childComplexity int) int
+		Status      func(childComplexity int) int
+		TenantID    func(childComplexity int) int
+		TrustedAt   func(childComplexity int) int
+		UserID      func(childComplexity int) int
+	}
+
+	DeviceCertificate struct {
+		ExpiresAt    func(childComplexity int) int
+		RevokedAt    func(childComplexity int) int
+		SerialNumber func(childComplexity int) int
+	}
+
+	DeviceConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	DeviceEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	EffectiveModule struct {
 		AssignmentID func(childComplexity int) int
 		Code         func(childComplexity int) int
@@ -170,9 +198,11 @@ type ComplexityRoot struct {
 		RemoveMembership       func(childComplexity int, userID string, tenantID string, nodeID *string) int
 		ResetMfaFactors        func(childComplexity int, userID string) int
 		RevokeAPIKey           func(childComplexity int, id string) int
+		RevokeDevice           func(childComplexity int, id string) int
 		RotateAPIKey           func(childComplexity int, id string, overlapSeconds *int) int
 		RotateSigningKey       func(childComplexity int) int
 		SuspendUser            func(childComplexity int, id string) int
+		TrustDevice            func(childComplexity int, id string) int
 		UpdateModule           func(childComplexity int, code string, input model.UpdateModuleInput) int
 		UpdateTenant           func(childComplexity int, id string, input model.UpdateTenantInput) int
 	}
@@ -186,6 +216,7 @@ type ComplexityRoot struct {
 		APIKeys           func(childComplexity int, tenantID *string) int
 		AccessContext     func(childComplexity int, nodeID *string) int
 		Assignments       func(childComplexity int, tenantID *string, nodeID *string) int
+		Devices           func(childComplexity int, userID *string, status *model.DeviceStatus, first *int, after *string) int
 		EffectiveLicenses func(childComplexity int, tenantID string, nodeID string) int
 		Events            func(childComplexity int, typeArg *string, subject *string, first *int, after *string) int
 		Me                func(childComplexity int) int
@@ -273,6 +304,8 @@ type MutationResolver interface {
 	UpdateModule(ctx context.Context, code string, input model.UpdateModuleInput) (*model.Module, error)
 	CreateAssignment(ctx context.Context, input model.CreateAssignmentInput) (*model.Assignment, error)
 	ChangeAssignmentStatus(ctx context.Context, id string, status model.AssignmentStatus, reason *string) (*model.Assignment, error)
+	TrustDevice(ctx context.Context, id string) (*model.Device, error)
+	RevokeDevice(ctx context.Context, id string) (*model.Device, error)
 	RotateSigningKey(ctx context.Context) (*model.SigningKey, error)
 }
 type QueryResolver interface {
@@ -287,6 +320,7 @@ type QueryResolver interface {
 	Modules(ctx context.Context) ([]model.Module, error)
 	Assignments(ctx context.Context, tenantID *string, nodeID *string) ([]model.Assignment, error)
 	EffectiveLicenses(ctx context.Context, tenantID string, nodeID string) ([]model.EffectiveModule, error)
+	Devices(ctx context.Context, userID *string, status *model.DeviceStatus, first *int, after *string) (*model.DeviceConnection, error)
 	Events(ctx context.Context, typeArg *string, subject *string, first *int, after *string) (*model.EventConnection, error)
 	SigningKeys(ctx context.Context) ([]model.SigningKey, error)
 }
@@ -544,6 +578,106 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreatedServiceAccount.TenantID(childComplexity), true
+
+	case "Device.certificate":
+		if e.ComplexityRoot.Device.Certificate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.Certificate(childComplexity), true
+	case "Device.fingerprint":
+		if e.ComplexityRoot.Device.Fingerprint == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.Fingerprint(childComplexity), true
+	case "Device.id":
+		if e.ComplexityRoot.Device.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.ID(childComplexity), true
+	case "Device.name":
+		if e.ComplexityRoot.Device.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.Name(childComplexity), true
+	case "Device.platform":
+		if e.ComplexityRoot.Device.Platform == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.Platform(childComplexity), true
+	case "Device.status":
+		if e.ComplexityRoot.Device.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.Status(childComplexity), true
+	case "Device.tenantId":
+		if e.ComplexityRoot.Device.TenantID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.TenantID(childComplexity), true
+	case "Device.trustedAt":
+		if e.ComplexityRoot.Device.TrustedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.TrustedAt(childComplexity), true
+	case "Device.userId":
+		if e.ComplexityRoot.Device.UserID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Device.UserID(childComplexity), true
+
+	case "DeviceCertificate.expiresAt":
+		if e.ComplexityRoot.DeviceCertificate.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceCertificate.ExpiresAt(childComplexity), true
+	case "DeviceCertificate.revokedAt":
+		if e.ComplexityRoot.DeviceCertificate.RevokedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceCertificate.RevokedAt(childComplexity), true
+	case "DeviceCertificate.serialNumber":
+		if e.ComplexityRoot.DeviceCertificate.SerialNumber == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceCertificate.SerialNumber(childComplexity), true
+
+	case "DeviceConnection.edges":
+		if e.ComplexityRoot.DeviceConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceConnection.Edges(childComplexity), true
+	case "DeviceConnection.pageInfo":
+		if e.ComplexityRoot.DeviceConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceConnection.PageInfo(childComplexity), true
+
+	case "DeviceEdge.cursor":
+		if e.ComplexityRoot.DeviceEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceEdge.Cursor(childComplexity), true
+	case "DeviceEdge.node":
+		if e.ComplexityRoot.DeviceEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeviceEdge.Node(childComplexity), true
 
 	case "EffectiveModule.assignmentId":
 		if e.ComplexityRoot.EffectiveModule.AssignmentID == nil {
@@ -947,6 +1081,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeAPIKey(childComplexity, args["id"].(string)), true
+	case "Mutation.revokeDevice":
+		if e.ComplexityRoot.Mutation.RevokeDevice == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokeDevice_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeDevice(childComplexity, args["id"].(string)), true
 	case "Mutation.rotateApiKey":
 		if e.ComplexityRoot.Mutation.RotateAPIKey == nil {
 			break
@@ -975,6 +1120,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SuspendUser(childComplexity, args["id"].(string)), true
+	case "Mutation.trustDevice":
+		if e.ComplexityRoot.Mutation.TrustDevice == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_trustDevice_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TrustDevice(childComplexity, args["id"].(string)), true
 	case "Mutation.updateModule":
 		if e.ComplexityRoot.Mutation.UpdateModule == nil {
 			break
@@ -1044,6 +1200,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Assignments(childComplexity, args["tenantId"].(*string), args["nodeId"].(*string)), true
+	case "Query.devices":
+		if e.ComplexityRoot.Query.Devices == nil {
+			break
+		}
+
+		args, err := ec.field_Query_devices_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Devices(childComplexity, args["userId"].(*string), args["status"].(*model.DeviceStatus), args["first"].(*int), args["after"].(*string)), true
 	case "Query.effectiveLicenses":
 		if e.ComplexityRoot.Query.EffectiveLicenses == nil {
 			break
@@ -1468,6 +1635,8 @@ type Query {
   assignments(tenantId: ID, nodeId: ID): [Assignment!]!
   "The effective module set at a node after inheritance (SUPER_ADMIN, the tenant's TENANT_ADMIN)."
   effectiveLicenses(tenantId: ID!, nodeId: ID!): [EffectiveModule!]!
+  "Devices of a user (default: every device the caller administers; a user sees its own). One page."
+  devices(userId: ID, status: DeviceStatus, first: Int = 50, after: String): DeviceConnection!
   "The audit/outbox log: every emitted event. SUPER_ADMIN sees all, TENANT_ADMIN its own tenants'."
   events(type: String, subject: String, first: Int = 50, after: String): EventConnection!
   "The signing keyring (SUPER_ADMIN)."
@@ -1511,6 +1680,10 @@ type Mutation {
   createAssignment(input: CreateAssignmentInput!): Assignment!
   "SUPER_ADMIN; appends to the history; terminated is final; emits identity.license.assignment.status_changed.v1."
   changeAssignmentStatus(id: ID!, status: AssignmentStatus!, reason: String): Assignment!
+  "Admin of the device's tenant; untrusted → trusted; emits identity.device.trusted.v1."
+  trustDevice(id: ID!): Device!
+  "Owner or admin of the tenant; revokes the device and its binding certificate (CRL); emits identity.device.revoked.v1."
+  revokeDevice(id: ID!): Device!
   "Promote the next signing key now (SUPER_ADMIN); emits identity.jwks.rotated.v1."
   rotateSigningKey: SigningKey!
 }
@@ -1814,6 +1987,41 @@ type AccessContext {
   "True when served from cache while the tenant directory is unreachable."
   stale: Boolean!
 }
+
+enum DeviceStatus {
+  UNTRUSTED
+  TRUSTED
+  OFFLINE_BOUND
+  REVOKED
+}
+
+type DeviceCertificate {
+  serialNumber: String!
+  expiresAt: Time!
+  revokedAt: Time
+}
+
+type Device {
+  id: ID!
+  userId: ID!
+  tenantId: ID!
+  fingerprint: String!
+  name: String!
+  platform: String!
+  status: DeviceStatus!
+  trustedAt: Time
+  certificate: DeviceCertificate
+}
+
+type DeviceEdge {
+  cursor: String!
+  node: Device!
+}
+
+type DeviceConnection {
+  edges: [DeviceEdge!]!
+  pageInfo: PageInfo!
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -1926,6 +2134,62 @@ func (ec *executionContext) childFields_CreatedServiceAccount(ctx context.Contex
 		return ec.fieldContext_CreatedServiceAccount_tenantId(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreatedServiceAccount", field.Name)
+}
+
+func (ec *executionContext) childFields_Device(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Device_id(ctx, field)
+	case "userId":
+		return ec.fieldContext_Device_userId(ctx, field)
+	case "tenantId":
+		return ec.fieldContext_Device_tenantId(ctx, field)
+	case "fingerprint":
+		return ec.fieldContext_Device_fingerprint(ctx, field)
+	case "name":
+		return ec.fieldContext_Device_name(ctx, field)
+	case "platform":
+		return ec.fieldContext_Device_platform(ctx, field)
+	case "status":
+		return ec.fieldContext_Device_status(ctx, field)
+	case "trustedAt":
+		return ec.fieldContext_Device_trustedAt(ctx, field)
+	case "certificate":
+		return ec.fieldContext_Device_certificate(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Device", field.Name)
+}
+
+func (ec *executionContext) childFields_DeviceCertificate(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "serialNumber":
+		return ec.fieldContext_DeviceCertificate_serialNumber(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_DeviceCertificate_expiresAt(ctx, field)
+	case "revokedAt":
+		return ec.fieldContext_DeviceCertificate_revokedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeviceCertificate", field.Name)
+}
+
+func (ec *executionContext) childFields_DeviceConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_DeviceConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_DeviceConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeviceConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_DeviceEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_DeviceEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_DeviceEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeviceEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_EffectiveModule(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2512,6 +2776,20 @@ func (ec *executionContext) field_Mutation_revokeApiKey_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_revokeDevice_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_rotateApiKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2535,6 +2813,20 @@ func (ec *executionContext) field_Mutation_rotateApiKey_args(ctx context.Context
 }
 
 func (ec *executionContext) field_Mutation_suspendUser_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_trustDevice_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -2653,6 +2945,44 @@ func (ec *executionContext) field_Query_assignments_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["nodeId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_devices_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*model.DeviceStatus, error) {
+			return ec.unmarshalODeviceStatus2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
 	return args, nil
 }
 
@@ -3760,6 +4090,410 @@ func (ec *executionContext) _CreatedServiceAccount_tenantId(ctx context.Context,
 }
 func (ec *executionContext) fieldContext_CreatedServiceAccount_tenantId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreatedServiceAccount", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Device_id(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Device_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Device", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Device_userId(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_userId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UserID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Device_userId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Device", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Device_tenantId(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_tenantId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TenantID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Device_tenantId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Device", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Device_fingerprint(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_fingerprint(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fingerprint, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Device_fingerprint(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Device", field, false, false, "String")
+}
+
+func (ec *executionContext) _Device_name(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Device_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Device", field, false, false, "String")
+}
+
+func (ec *executionContext) _Device_platform(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_platform(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Platform, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Device_platform(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Device", field, false, false, "String")
+}
+
+func (ec *executionContext) _Device_status(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DeviceStatus) graphql.Marshaler {
+			return ec.marshalNDeviceStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Device_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Device", field, false, false, "DeviceStatus")
+}
+
+func (ec *executionContext) _Device_trustedAt(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_trustedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TrustedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Device_trustedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Device", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Device_certificate(ctx context.Context, field graphql.CollectedField, obj *model.Device) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Device_certificate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Certificate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeviceCertificate) graphql.Marshaler {
+			return ec.marshalODeviceCertificate2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceCertificate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Device_certificate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Device",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeviceCertificate(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeviceCertificate_serialNumber(ctx context.Context, field graphql.CollectedField, obj *model.DeviceCertificate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceCertificate_serialNumber(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SerialNumber, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceCertificate_serialNumber(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceCertificate", field, false, false, "String")
+}
+
+func (ec *executionContext) _DeviceCertificate_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.DeviceCertificate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceCertificate_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceCertificate_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceCertificate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DeviceCertificate_revokedAt(ctx context.Context, field graphql.CollectedField, obj *model.DeviceCertificate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceCertificate_revokedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RevokedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceCertificate_revokedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceCertificate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DeviceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.DeviceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.DeviceEdge) graphql.Marshaler {
+			return ec.marshalNDeviceEdge2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeviceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeviceEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeviceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.DeviceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeviceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeviceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.DeviceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeviceEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _DeviceEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.DeviceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeviceEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Device) graphql.Marshaler {
+			return ec.marshalNDevice2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDevice(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeviceEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeviceEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Device(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _EffectiveModule_code(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveModule) (ret graphql.Marshaler) {
@@ -5501,6 +6235,94 @@ func (ec *executionContext) fieldContext_Mutation_changeAssignmentStatus(ctx con
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_trustDevice(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_trustDevice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().TrustDevice(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Device) graphql.Marshaler {
+			return ec.marshalNDevice2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDevice(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_trustDevice(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Device(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_trustDevice_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_revokeDevice(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_revokeDevice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RevokeDevice(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Device) graphql.Marshaler {
+			return ec.marshalNDevice2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDevice(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_revokeDevice(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Device(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_revokeDevice_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_rotateSigningKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6021,6 +6843,50 @@ func (ec *executionContext) fieldContext_Query_effectiveLicenses(ctx context.Con
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_effectiveLicenses_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_devices(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_devices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Devices(ctx, fc.Args["userId"].(*string), fc.Args["status"].(*model.DeviceStatus), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeviceConnection) graphql.Marshaler {
+			return ec.marshalNDeviceConnection2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_devices(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeviceConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_devices_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -9043,6 +9909,198 @@ func (ec *executionContext) _CreatedServiceAccount(ctx context.Context, sel ast.
 	return out
 }
 
+var deviceImplementors = []string{"Device"}
+
+func (ec *executionContext) _Device(ctx context.Context, sel ast.SelectionSet, obj *model.Device) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deviceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Device")
+		case "id":
+			out.Values[i] = ec._Device_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "userId":
+			out.Values[i] = ec._Device_userId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tenantId":
+			out.Values[i] = ec._Device_tenantId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fingerprint":
+			out.Values[i] = ec._Device_fingerprint(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._Device_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "platform":
+			out.Values[i] = ec._Device_platform(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._Device_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "trustedAt":
+			out.Values[i] = ec._Device_trustedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "certificate":
+			out.Values[i] = ec._Device_certificate(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deviceCertificateImplementors = []string{"DeviceCertificate"}
+
+func (ec *executionContext) _DeviceCertificate(ctx context.Context, sel ast.SelectionSet, obj *model.DeviceCertificate) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deviceCertificateImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeviceCertificate")
+		case "serialNumber":
+			out.Values[i] = ec._DeviceCertificate_serialNumber(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._DeviceCertificate_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokedAt":
+			out.Values[i] = ec._DeviceCertificate_revokedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deviceConnectionImplementors = []string{"DeviceConnection"}
+
+func (ec *executionContext) _DeviceConnection(ctx context.Context, sel ast.SelectionSet, obj *model.DeviceConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deviceConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeviceConnection")
+		case "edges":
+			out.Values[i] = ec._DeviceConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._DeviceConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deviceEdgeImplementors = []string{"DeviceEdge"}
+
+func (ec *executionContext) _DeviceEdge(ctx context.Context, sel ast.SelectionSet, obj *model.DeviceEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deviceEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeviceEdge")
+		case "cursor":
+			out.Values[i] = ec._DeviceEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._DeviceEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var effectiveModuleImplementors = []string{"EffectiveModule"}
 
 func (ec *executionContext) _EffectiveModule(ctx context.Context, sel ast.SelectionSet, obj *model.EffectiveModule) graphql.Marshaler {
@@ -9612,6 +10670,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "trustDevice":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_trustDevice(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokeDevice":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_revokeDevice(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "rotateSigningKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rotateSigningKey(ctx, field)
@@ -9758,6 +10830,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_effectiveLicenses(ctx, field)
+				})
+		case "devices":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_devices(ctx, field)
 				})
 		case "events":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -10647,6 +11725,52 @@ func (ec *executionContext) marshalNCreatedServiceAccount2ᚖgithubᚗcomᚋghas
 	return ec._CreatedServiceAccount(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNDevice2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDevice(ctx context.Context, sel ast.SelectionSet, v *model.Device) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Device!")
+		return graphql.Null
+	}
+	return ec._Device(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDeviceConnection2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceConnection(ctx context.Context, sel ast.SelectionSet, v *model.DeviceConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeviceConnection!")
+		return graphql.Null
+	}
+	return ec._DeviceConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDeviceEdge2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceEdge(ctx context.Context, sel ast.SelectionSet, v model.DeviceEdge) graphql.Marshaler {
+	return ec._DeviceEdge(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNDeviceEdge2ᚕgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []model.DeviceEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDeviceEdge2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNDeviceStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceStatus(ctx context.Context, v any) (model.DeviceStatus, error) {
+	var res model.DeviceStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeviceStatus2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceStatus(ctx context.Context, sel ast.SelectionSet, v model.DeviceStatus) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNEffectiveModule2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐEffectiveModule(ctx context.Context, sel ast.SelectionSet, v model.EffectiveModule) graphql.Marshaler {
 	return ec._EffectiveModule(ctx, sel, &v)
 }
@@ -11231,6 +12355,29 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	_ = ctx
 	res := graphql.MarshalBoolean(*v)
 	return res
+}
+
+func (ec *executionContext) marshalODeviceCertificate2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceCertificate(ctx context.Context, sel ast.SelectionSet, v *model.DeviceCertificate) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DeviceCertificate(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalODeviceStatus2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceStatus(ctx context.Context, v any) (*model.DeviceStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.DeviceStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalODeviceStatus2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐDeviceStatus(ctx context.Context, sel ast.SelectionSet, v *model.DeviceStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -129,6 +129,34 @@ type CreatedServiceAccount struct {
 	TenantID     string   `json:"tenantId"`
 }
 
+type Device struct {
+	ID          string             `json:"id"`
+	UserID      string             `json:"userId"`
+	TenantID    string             `json:"tenantId"`
+	Fingerprint string             `json:"fingerprint"`
+	Name        string             `json:"name"`
+	Platform    string             `json:"platform"`
+	Status      DeviceStatus       `json:"status"`
+	TrustedAt   *time.Time         `json:"trustedAt,omitempty"`
+	Certificate *DeviceCertificate `json:"certificate,omitempty"`
+}
+
+type DeviceCertificate struct {
+	SerialNumber string     `json:"serialNumber"`
+	ExpiresAt    time.Time  `json:"expiresAt"`
+	RevokedAt    *time.Time `json:"revokedAt,omitempty"`
+}
+
+type DeviceConnection struct {
+	Edges    []DeviceEdge `json:"edges"`
+	PageInfo *PageInfo    `json:"pageInfo"`
+}
+
+type DeviceEdge struct {
+	Cursor string  `json:"cursor"`
+	Node   *Device `json:"node"`
+}
+
 type EffectiveModule struct {
 	Code    string           `json:"code"`
 	Status  AssignmentStatus `json:"status"`
@@ -392,6 +420,65 @@ func (e *AssignmentStatus) UnmarshalJSON(b []byte) error {
 }
 
 func (e AssignmentStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type DeviceStatus string
+
+const (
+	DeviceStatusUntrusted    DeviceStatus = "UNTRUSTED"
+	DeviceStatusTrusted      DeviceStatus = "TRUSTED"
+	DeviceStatusOfflineBound DeviceStatus = "OFFLINE_BOUND"
+	DeviceStatusRevoked      DeviceStatus = "REVOKED"
+)
+
+var AllDeviceStatus = []DeviceStatus{
+	DeviceStatusUntrusted,
+	DeviceStatusTrusted,
+	DeviceStatusOfflineBound,
+	DeviceStatusRevoked,
+}
+
+func (e DeviceStatus) IsValid() bool {
+	switch e {
+	case DeviceStatusUntrusted, DeviceStatusTrusted, DeviceStatusOfflineBound, DeviceStatusRevoked:
+		return true
+	}
+	return false
+}
+
+func (e DeviceStatus) String() string {
+	return string(e)
+}
+
+func (e *DeviceStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DeviceStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DeviceStatus", str)
+	}
+	return nil
+}
+
+func (e DeviceStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DeviceStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DeviceStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

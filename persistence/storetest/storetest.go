@@ -25,6 +25,7 @@ var suites = []struct {
 	{"apikeys", testAPIKeys},
 	{"service accounts", testServiceAccounts},
 	{"licensing", testLicensing},
+	{"devices", testDevices},
 }
 
 // Run runs the whole conformance suite against the backend open returns.
