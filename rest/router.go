@@ -26,6 +26,7 @@ type Deps struct {
 	EffectiveLicenses EffectiveLicenses
 	Access            AccessContexts
 	Devices           Devices
+	Exchange          TokenExchange
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -69,6 +70,9 @@ func Mount(mux *http.ServeMux, d Deps) {
 	}
 	if d.Devices != nil {
 		mountDevices(mux, errs, d.Devices)
+	}
+	if d.Exchange != nil {
+		mountExchange(mux, errs, d.Exchange)
 	}
 	if d.Users != nil {
 		mountUsers(mux, errs, d.Users)

@@ -21,6 +21,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
 	"github.com/ghasi-ehealth/identity-service/core/device"
+	"github.com/ghasi-ehealth/identity-service/core/exchange"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
@@ -81,8 +82,12 @@ type Main struct {
 	resolver  *licensing.AuthorizedResolver
 	access    *access.Service
 	devices   *device.Service
-	passkeys  *passkey.Service
-	valkey    *cache.Valkey
+	exchange  *exchange.Service
+	// memberships is the directory every login, token and authorization
+	// decision reads (local, or merged with tenant-service).
+	memberships core.MembershipReader
+	passkeys    *passkey.Service
+	valkey      *cache.Valkey
 
 	listener net.Listener
 	server   *http.Server
@@ -130,6 +135,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		m.remoteDir = &dir
 		memberships = dir
 	}
+	m.memberships = memberships
 	m.authz = core.NewAuthorizer(memberships)
 	return nil
 }
@@ -209,6 +215,9 @@ func (m *Main) Open(ctx context.Context) error {
 	m.mfa = mfa.NewService(mfa.Deps{Store: persistence.NewMFAStore(m.db), Users: persistence.NewUserStore(m.db),
 		Tenants: tenancyStore, Authorizer: m.authz, Master: m.master, Enrollment: m.issuer, WebAuthn: m.passkeys,
 		Clock: m.clock, Logger: m.logger})
+	if err := m.openExchange(); err != nil {
+		return err
+	}
 	m.devices = device.NewService(persistence.NewDeviceStore(m.db), m.authz, m.keys, m.clock, metrics, device.Config{}).WithLogger(m.logger)
 	m.auth = auth.NewService(auth.Deps{Devices: m.devices,
 		Store: sessions, Users: sessions, Directory: authDir, Hasher: m.hasher, Issuer: m.issuer,
@@ -327,6 +336,23 @@ func (m *Main) openLicensing(dir access.Directory, tp *telemetry.Providers, metr
 	m.resolver = licensing.NewAuthorizedResolver(resolver, store).WithAdmins(m.authz)
 }
 
+// openExchange builds the RFC 8693 Keycloak token exchange; without
+// IDENTITY_KEYCLOAK_ISSUER it is disabled (requests get unsupported_grant_type).
+func (m *Main) openExchange() error {
+	var upstream exchange.UpstreamVerifier // a literal nil disables the exchange
+	if m.cfg.KeycloakIssuer != "" {
+		v, err := exchange.NewOIDCVerifier(exchange.UpstreamConfig{Issuer: m.cfg.KeycloakIssuer, Audience: m.cfg.KeycloakAudience, Clock: m.clock})
+		if err != nil {
+			return &ConfigError{Var: "IDENTITY_KEYCLOAK_ISSUER", Reason: err.Error()}
+		}
+		upstream = v
+	}
+	store := persistence.NewExchangeStore(m.db)
+	m.exchange = exchange.NewService(store, store, m.issuer, m.memberships, upstream,
+		exchange.Config{TenantRef: m.cfg.KeycloakTenantID, Audience: m.cfg.JWTAudience, Clock: m.clock})
+	return nil
+}
+
 // readiness lists the dependencies /readyz and gRPC health report on.
 func (m *Main) readiness() []rest.Check {
 	checks := []rest.Check{{Name: "database", Ping: m.db.Ping}}
@@ -349,7 +375,7 @@ func (m *Main) handler() http.Handler {
 		WebAuthn: m.passkeys,
 		OAuth:    m.accounts, ServiceAccounts: m.accounts, APIKeys: m.apiKeys,
 		Licensing: m.licensing, EffectiveLicenses: m.resolver, Access: m.access,
-		Devices: m.devices})
+		Devices: m.devices, Exchange: m.exchange})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
 		Keyring:        m.keys,
 		Audit:          audit.NewService(m.db, m.authz),
@@ -364,7 +390,8 @@ func (m *Main) handler() http.Handler {
 		DeviceService:  m.devices,
 	}, m.logger))
 	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
-	rpc.Mount(mux, rpc.Deps{APIKeys: apiKeyVerifier{m.apiKeys}, Licensing: licensingResolver{m.resolver}}, rpc.Options{
+	rpc.Mount(mux, rpc.Deps{APIKeys: apiKeyVerifier{m.apiKeys}, Licensing: licensingResolver{m.resolver},
+		TokenExchange: tokenExchanger{m.exchange}}, rpc.Options{
 		Logger:         m.logger,
 		TracerProvider: m.telemetry.TracerProvider,
 		Ready: func(ctx context.Context) error {
@@ -508,4 +535,21 @@ func (x licensingResolver) EffectiveLicenses(ctx context.Context, q rpc.Effectiv
 func (x licensingResolver) CheckModuleAccess(ctx context.Context, q rpc.ModuleAccessQuery) (rpc.ModuleAccess, error) {
 	granted, status, err := x.r.CheckModuleAccess(ctx, q.TenantID, q.NodeID, q.ModuleCode)
 	return rpc.ModuleAccess{Granted: granted, Status: string(status)}, err
+}
+
+// tokenExchanger adapts the Keycloak exchange to Connect's TokenService.
+type tokenExchanger struct{ svc *exchange.Service }
+
+func (t tokenExchanger) ExchangeToken(ctx context.Context, r rpc.TokenExchangeRequest) (rpc.ExchangedToken, error) {
+	res, err := t.svc.Exchange(ctx, exchange.Request{GrantType: exchange.GrantType, SubjectToken: r.SubjectToken,
+		SubjectTokenType: r.SubjectTokenType, Audience: r.Audience})
+	var oauthErr *exchange.OAuthError
+	if errors.As(err, &oauthErr) {
+		return rpc.ExchangedToken{}, core.Invalid(oauthErr.Code+": "+oauthErr.Description, nil)
+	}
+	if err != nil {
+		return rpc.ExchangedToken{}, err
+	}
+	return rpc.ExchangedToken{AccessToken: res.AccessToken, IssuedTokenType: exchange.TokenTypeAccessToken,
+		TokenType: "Bearer", ExpiresIn: res.ExpiresIn}, nil
 }
