@@ -20,7 +20,9 @@ import (
 )
 
 // defaultTestValkeyURL is the local test server.
-const defaultTestValkeyURL = "redis://127.0.0.1:6379/0"
+// Database 1: the service-level tests in cmd/identityd use database 0, and
+// their global cache invalidations must not race these tests.
+const defaultTestValkeyURL = "redis://127.0.0.1:6379/1"
 
 // deadURL points at a port where nothing listens.
 const deadURL = "redis://127.0.0.1:1/0"
