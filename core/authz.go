@@ -105,3 +105,16 @@ func (acc *Access) CanAdminister(tenantID string) error {
 	}
 	return Forbidden("requires TENANT_ADMIN of the resource's tenant")
 }
+
+// TenantIDs is the tids claim: home followed by every other tenant of ms,
+// deduplicated, in membership order. Login, refresh, MFA and token exchange
+// all use it, so a principal's tids never depend on how it signed in.
+func TenantIDs(home string, ms []Membership) []string {
+	out := []string{home}
+	for _, m := range ms {
+		if !slices.Contains(out, m.TenantID) {
+			out = append(out, m.TenantID)
+		}
+	}
+	return out
+}

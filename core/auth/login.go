@@ -123,7 +123,7 @@ func (s *Service) login(ctx context.Context, in LoginInput, ip string) (TokenRes
 			s.log.WarnContext(ctx, "password rehash skipped", "userId", u.ID, "error", err)
 		}
 	}
-	return s.openSession(ctx, u, tenantIDs(u.TenantID, ms), in.ContextNodeID, eventIP(ip), ua, newHash, passwordAMR())
+	return s.openSession(ctx, u, core.TenantIDs(u.TenantID, ms), in.ContextNodeID, eventIP(ip), ua, newHash, passwordAMR())
 }
 
 // authenticate finds the one user the input names and verifies the password,
@@ -238,24 +238,6 @@ func ceilSecond(d time.Duration) time.Duration {
 		d += time.Second - r
 	}
 	return d
-}
-
-// tenantIDs is home followed by every other tenant of ms, deduplicated.
-func tenantIDs(home string, ms []core.Membership) []string {
-	out := []string{home}
-	for _, m := range ms {
-		dup := false
-		for _, t := range out {
-			if t == m.TenantID {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			out = append(out, m.TenantID)
-		}
-	}
-	return out
 }
 
 // nodeCovered reports whether one of ms covers nodeID: a membership at the

@@ -125,7 +125,7 @@ func (s *Service) completeMFA(ctx context.Context, v MFAVerified) (TokenResponse
 			return TokenResponse{}, core.Unauthenticated(ErrContextNode)
 		}
 	}
-	return s.openSession(ctx, u, tenantIDs(u.TenantID, ms), v.ContextNodeID, v.IP, v.UserAgent, "", v.AMR)
+	return s.openSession(ctx, u, core.TenantIDs(u.TenantID, ms), v.ContextNodeID, v.IP, v.UserAgent, "", v.AMR)
 }
 
 // countMFAFailure hits the per-account throttle key of userID's email. A

@@ -112,7 +112,7 @@ func (s *Service) refresh(ctx context.Context, raw string) (TokenResponse, error
 		if err := s.store.TouchSession(ctx, sess.ID, now); err != nil {
 			return err
 		}
-		resp, err = s.tokens(ctx, sess, u, tenantIDs(u.TenantID, ms), next, now)
+		resp, err = s.tokens(ctx, sess, u, core.TenantIDs(u.TenantID, ms), next, now)
 		return err
 	})
 	if err != nil {

@@ -206,7 +206,7 @@ func (s *Service) Exchange(ctx context.Context, req Request) (Result, error) {
 	}
 	now := s.cfg.Clock.Now()
 	at, exp, err := s.issuer.Issue(ctx, token.Claims{
-		Subject: u.ID, TenantID: u.TenantID, TenantIDs: tenantIDs(u.TenantID, ms),
+		Subject: u.ID, TenantID: u.TenantID, TenantIDs: core.TenantIDs(u.TenantID, ms),
 		AMR: []string{token.AMRExchange}, IssuedAt: now,
 	})
 	if err != nil {
@@ -261,25 +261,6 @@ func (s *Service) match(ctx context.Context, id Identity) (user.User, error) {
 		return user.User{}, invalidCredentials(ErrLinked)
 	}
 	return u, nil
-}
-
-// tenantIDs is home followed by every other tenant of ms, deduplicated (the
-// same rule as login's tids).
-func tenantIDs(home string, ms []core.Membership) []string {
-	out := []string{home}
-	for _, m := range ms {
-		dup := false
-		for _, t := range out {
-			if t == m.TenantID {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			out = append(out, m.TenantID)
-		}
-	}
-	return out
 }
 
 // ceilSecond rounds d up to whole seconds.
