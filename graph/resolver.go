@@ -12,6 +12,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/device"
+	"github.com/ghasi-ehealth/identity-service/core/federation"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
@@ -100,6 +101,12 @@ type Devices interface {
 	Revoke(ctx context.Context, id string) (device.Device, error)
 }
 
+// Federation configures tenants' OIDC providers.
+type Federation interface {
+	ConfigureProvider(ctx context.Context, in federation.ProviderInput) (federation.Provider, error)
+	RedirectURI(slug string) string
+}
+
 // Resolver holds the core services the resolvers call.
 type Resolver struct {
 	Keyring        KeyAdmin
@@ -113,4 +120,5 @@ type Resolver struct {
 	Effective      EffectiveLicenses
 	Access         AccessContexts
 	DeviceService  Devices
+	Federation     Federation
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/device"
+	"github.com/ghasi-ehealth/identity-service/core/federation"
 	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
@@ -199,6 +200,23 @@ func (r *mutationResolver) RevokeDevice(ctx context.Context, id string) (*model.
 		return nil, err
 	}
 	return deviceOut(d), nil
+}
+
+// ConfigureOidcProvider is the resolver for the configureOidcProvider field.
+func (r *mutationResolver) ConfigureOidcProvider(ctx context.Context, input model.OidcProviderInput) (*model.OidcProvider, error) {
+	p, err := r.Federation.ConfigureProvider(ctx, federation.ProviderInput{
+		TenantID: input.TenantID, Slug: input.Slug, Issuer: input.Issuer, ClientID: input.ClientID,
+		ClientSecret: input.ClientSecret, Scopes: input.Scopes,
+		AllowedEmailDomains: input.AllowedEmailDomains, ReturnURLs: input.ReturnUrls,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &model.OidcProvider{
+		ID: p.ID, TenantID: p.TenantID, Slug: p.Slug, Issuer: p.Issuer, ClientID: p.ClientID,
+		Scopes: p.Scopes, AllowedEmailDomains: p.AllowedEmailDomains, ReturnUrls: p.ReturnURLs,
+		RedirectURI: r.Federation.RedirectURI(p.Slug), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+	}, nil
 }
 
 // RotateSigningKey is the resolver for the rotateSigningKey field.

@@ -153,16 +153,33 @@ func (s *UserStore) ActivateUser(ctx context.Context, id, passwordHash string, n
 
 // EraseUser deactivates id and empties its personal data (email, names,
 // password hash, upstream Keycloak id) unless it already is deactivated, and
-// reports whether it changed the row. Errors: IDENT_UNAVAILABLE, IDENT_INTERNAL.
+// reports whether it changed the row. It also deletes the user's external
+// identities (IdP issuer and subject), whether or not the row changed, so an
+// erased user keeps no IdP subject; both statements run in one transaction
+// (the one carried by ctx, or their own). Errors: IDENT_UNAVAILABLE,
+// IDENT_INTERNAL.
 func (s *UserStore) EraseUser(ctx context.Context, id string, now time.Time) (bool, error) {
 	if !core.ValidID(id) {
 		return false, nil
 	}
-	return s.execAffected(ctx,
-		`UPDATE users SET status = ?, email = '', first_name = '', last_name = '', password_hash = NULL,
-		        keycloak_user_id = NULL, deactivated_at = ?, updated_at = ?
-		  WHERE id = ? AND status <> ?`,
-		string(user.StatusDeactivated), now.UTC(), now.UTC(), id, string(user.StatusDeactivated))
+	var changed bool
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		changed, err = s.execAffected(ctx,
+			`UPDATE users SET status = ?, email = '', first_name = '', last_name = '', password_hash = NULL,
+			        keycloak_user_id = NULL, deactivated_at = ?, updated_at = ?
+			  WHERE id = ? AND status <> ?`,
+			string(user.StatusDeactivated), now.UTC(), now.UTC(), id, string(user.StatusDeactivated))
+		if err != nil {
+			return err
+		}
+		_, err = s.conn(ctx).ExecContext(ctx, `DELETE FROM external_identities WHERE user_id = ?`, id)
+		return translate(err)
+	})
+	if err != nil {
+		return false, err
+	}
+	return changed, nil
 }
 
 // InsertVerificationToken stores t. Errors: KindConflict for a duplicate

@@ -27,6 +27,7 @@ type Deps struct {
 	Access            AccessContexts
 	Devices           Devices
 	Exchange          TokenExchange
+	Federation        Federation
 }
 
 // Mount registers the REST routes on mux. Routes of later capabilities are
@@ -73,6 +74,9 @@ func Mount(mux *http.ServeMux, d Deps) {
 	}
 	if d.Exchange != nil {
 		mountExchange(mux, errs, d.Exchange)
+	}
+	if d.Federation != nil {
+		mountFederation(mux, errs, d.Federation)
 	}
 	if d.Users != nil {
 		mountUsers(mux, errs, d.Users)

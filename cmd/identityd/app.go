@@ -22,6 +22,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
 	"github.com/ghasi-ehealth/identity-service/core/device"
 	"github.com/ghasi-ehealth/identity-service/core/exchange"
+	"github.com/ghasi-ehealth/identity-service/core/federation"
 	"github.com/ghasi-ehealth/identity-service/core/keys"
 	"github.com/ghasi-ehealth/identity-service/core/licensing"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
@@ -70,19 +71,20 @@ type Main struct {
 	directory *persistence.DirectoryStore
 	// remoteDir is the local directory merged with tenant-service; nil
 	// unless IDENTITY_TENANT_SERVICE_URL is set.
-	remoteDir *mergedDirectory
-	master    *keys.MasterKey
-	tenancy   *tenancy.Service
-	users     *user.Service
-	auth      *auth.Service
-	mfa       *mfa.Service
-	accounts  *serviceaccount.Service
-	apiKeys   *apikey.Service
-	licensing *licensing.Service
-	resolver  *licensing.AuthorizedResolver
-	access    *access.Service
-	devices   *device.Service
-	exchange  *exchange.Service
+	remoteDir  *mergedDirectory
+	master     *keys.MasterKey
+	tenancy    *tenancy.Service
+	users      *user.Service
+	auth       *auth.Service
+	mfa        *mfa.Service
+	accounts   *serviceaccount.Service
+	apiKeys    *apikey.Service
+	licensing  *licensing.Service
+	resolver   *licensing.AuthorizedResolver
+	access     *access.Service
+	devices    *device.Service
+	exchange   *exchange.Service
+	federation *federation.Service
 	// memberships is the directory every login, token and authorization
 	// decision reads (local, or merged with tenant-service).
 	memberships core.MembershipReader
@@ -239,6 +241,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.accounts = serviceaccount.NewService(persistence.NewServiceAccountStore(m.db), m.authz, m.issuer, m.clock,
 		m.master.DeriveSecret(serviceaccount.SecretKeyLabel), limiter, m.logger)
 	m.openLicensing(dir, tp, metrics)
+	m.openFederation()
 	m.users = user.NewService(persistence.NewUserStore(m.db), m.authz, m.hasher, policy, auth.SessionRevoker{Service: m.auth}, m.clock, user.Config{
 		PublicURL: m.cfg.PublicURL,
 		TokenKey:  m.master.DeriveSecret(user.TokenKeyLabel),
@@ -353,6 +356,25 @@ func (m *Main) openExchange() error {
 	return nil
 }
 
+// openFederation builds OIDC federated login. Its single-use flow records
+// live in Valkey when configured (any instance may receive the callback),
+// else in process.
+func (m *Main) openFederation() {
+	var flows federation.FlowStore = cache.NewLocalOneTime(m.clock)
+	if m.valkey != nil {
+		flows = m.valkey.OneTime("federation")
+	}
+	m.federation = federation.NewService(federation.Deps{
+		Store: persistence.NewFederationStore(m.db), Flows: flows, Sealer: m.master, Sessions: m.auth, Authz: m.authz,
+	}, federation.Config{
+		PublicURL:           m.cfg.PublicURL,
+		HTTPClient:          httpx.NewEgressClient(httpx.EgressConfig{AllowPrivate: m.cfg.FederationAllowPrivate}),
+		AllowInsecureIssuer: m.cfg.FederationAllowPrivate,
+		OpenTimeout:         m.cfg.FederationOpenTimeout,
+		Clock:               m.clock,
+	})
+}
+
 // readiness lists the dependencies /readyz and gRPC health report on.
 func (m *Main) readiness() []rest.Check {
 	checks := []rest.Check{{Name: "database", Ping: m.db.Ping}}
@@ -375,7 +397,7 @@ func (m *Main) handler() http.Handler {
 		WebAuthn: m.passkeys,
 		OAuth:    m.accounts, ServiceAccounts: m.accounts, APIKeys: m.apiKeys,
 		Licensing: m.licensing, EffectiveLicenses: m.resolver, Access: m.access,
-		Devices: m.devices, Exchange: m.exchange})
+		Devices: m.devices, Exchange: m.exchange, Federation: m.federation})
 	mux.Handle("/graphql", graph.NewHandler(&graph.Resolver{
 		Keyring:        m.keys,
 		Audit:          audit.NewService(m.db, m.authz),
@@ -388,6 +410,7 @@ func (m *Main) handler() http.Handler {
 		Effective:      m.resolver,
 		Access:         m.access,
 		DeviceService:  m.devices,
+		Federation:     m.federation,
 	}, m.logger))
 	mux.Handle("GET /metrics", m.telemetry.MetricsHandler)
 	rpc.Mount(mux, rpc.Deps{APIKeys: apiKeyVerifier{m.apiKeys}, Licensing: licensingResolver{m.resolver},

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 
@@ -43,6 +44,13 @@ type Config struct {
 	KeycloakIssuer        string
 	KeycloakAudience      string
 	KeycloakTenantID      string
+	// FederationAllowPrivate is IDENTITY_FEDERATION_ALLOW_PRIVATE: let OIDC
+	// providers live on loopback or private addresses (local tests only);
+	// it also admits http:// issuers.
+	FederationAllowPrivate bool
+	// FederationOpenTimeout is how long a provider's open circuit waits
+	// before a half-open retry; zero is the contract's 30 s (tests shorten it).
+	FederationOpenTimeout time.Duration
 	Migrate               bool
 	LogLevel              string
 	OTLPEndpoint          string
@@ -163,12 +171,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			return bad("IDENTITY_BREACHED_PASSWORDS_FILE", "cannot read the file: "+err.Error())
 		}
 	}
-	switch raw := strings.ToLower(get("IDENTITY_MIGRATE", "true")); raw {
-	case "true", "1", "yes":
-		c.Migrate = true
-	case "false", "0", "no":
-	default:
-		return bad("IDENTITY_MIGRATE", "must be true or false")
+	for _, b := range []struct {
+		name, def string
+		dst       *bool
+	}{{"IDENTITY_MIGRATE", "true", &c.Migrate}, {"IDENTITY_FEDERATION_ALLOW_PRIVATE", "false", &c.FederationAllowPrivate}} {
+		switch strings.ToLower(get(b.name, b.def)) {
+		case "true", "1", "yes":
+			*b.dst = true
+		case "false", "0", "no":
+		default:
+			return bad(b.name, "must be true or false")
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

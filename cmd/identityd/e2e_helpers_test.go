@@ -56,8 +56,18 @@ func postgresEnv(t testing.TB) map[string]string {
 
 func startService(t testing.TB, env map[string]string) *testService {
 	t.Helper()
+	return startServiceWith(t, env, nil)
+}
+
+// startServiceWith is startService with a hook that adjusts the loaded
+// configuration (for settings no environment variable exposes).
+func startServiceWith(t testing.TB, env map[string]string, adjust func(*Config)) *testService {
+	t.Helper()
 	cfg, err := LoadConfig(envOf(env))
 	require.NoError(t, err)
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	m := NewMain(cfg, testLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, m.Open(ctx))

@@ -186,6 +186,7 @@ type ComplexityRoot struct {
 	Mutation struct {
 		AddMembership          func(childComplexity int, input model.MembershipInput) int
 		ChangeAssignmentStatus func(childComplexity int, id string, status model.AssignmentStatus, reason *string) int
+		ConfigureOidcProvider  func(childComplexity int, input model.OidcProviderInput) int
 		CreateAPIKey           func(childComplexity int, input model.CreateAPIKeyInput) int
 		CreateAssignment       func(childComplexity int, input model.CreateAssignmentInput) int
 		CreateModule           func(childComplexity int, input model.CreateModuleInput) int
@@ -205,6 +206,20 @@ type ComplexityRoot struct {
 		TrustDevice            func(childComplexity int, id string) int
 		UpdateModule           func(childComplexity int, code string, input model.UpdateModuleInput) int
 		UpdateTenant           func(childComplexity int, id string, input model.UpdateTenantInput) int
+	}
+
+	OidcProvider struct {
+		AllowedEmailDomains func(childComplexity int) int
+		ClientID            func(childComplexity int) int
+		CreatedAt           func(childComplexity int) int
+		ID                  func(childComplexity int) int
+		Issuer              func(childComplexity int) int
+		RedirectURI         func(childComplexity int) int
+		ReturnUrls          func(childComplexity int) int
+		Scopes              func(childComplexity int) int
+		Slug                func(childComplexity int) int
+		TenantID            func(childComplexity int) int
+		UpdatedAt           func(childComplexity int) int
 	}
 
 	PageInfo struct {
@@ -306,6 +321,7 @@ type MutationResolver interface {
 	ChangeAssignmentStatus(ctx context.Context, id string, status model.AssignmentStatus, reason *string) (*model.Assignment, error)
 	TrustDevice(ctx context.Context, id string) (*model.Device, error)
 	RevokeDevice(ctx context.Context, id string) (*model.Device, error)
+	ConfigureOidcProvider(ctx context.Context, input model.OidcProviderInput) (*model.OidcProvider, error)
 	RotateSigningKey(ctx context.Context) (*model.SigningKey, error)
 }
 type QueryResolver interface {
@@ -949,6 +965,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ChangeAssignmentStatus(childComplexity, args["id"].(string), args["status"].(model.AssignmentStatus), args["reason"].(*string)), true
+	case "Mutation.configureOidcProvider":
+		if e.ComplexityRoot.Mutation.ConfigureOidcProvider == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_configureOidcProvider_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ConfigureOidcProvider(childComplexity, args["input"].(model.OidcProviderInput)), true
 	case "Mutation.createApiKey":
 		if e.ComplexityRoot.Mutation.CreateAPIKey == nil {
 			break
@@ -1153,6 +1180,73 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateTenant(childComplexity, args["id"].(string), args["input"].(model.UpdateTenantInput)), true
+
+	case "OidcProvider.allowedEmailDomains":
+		if e.ComplexityRoot.OidcProvider.AllowedEmailDomains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.AllowedEmailDomains(childComplexity), true
+	case "OidcProvider.clientId":
+		if e.ComplexityRoot.OidcProvider.ClientID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.ClientID(childComplexity), true
+	case "OidcProvider.createdAt":
+		if e.ComplexityRoot.OidcProvider.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.CreatedAt(childComplexity), true
+	case "OidcProvider.id":
+		if e.ComplexityRoot.OidcProvider.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.ID(childComplexity), true
+	case "OidcProvider.issuer":
+		if e.ComplexityRoot.OidcProvider.Issuer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.Issuer(childComplexity), true
+	case "OidcProvider.redirectUri":
+		if e.ComplexityRoot.OidcProvider.RedirectURI == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.RedirectURI(childComplexity), true
+	case "OidcProvider.returnUrls":
+		if e.ComplexityRoot.OidcProvider.ReturnUrls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.ReturnUrls(childComplexity), true
+	case "OidcProvider.scopes":
+		if e.ComplexityRoot.OidcProvider.Scopes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.Scopes(childComplexity), true
+	case "OidcProvider.slug":
+		if e.ComplexityRoot.OidcProvider.Slug == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.Slug(childComplexity), true
+	case "OidcProvider.tenantId":
+		if e.ComplexityRoot.OidcProvider.TenantID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.TenantID(childComplexity), true
+	case "OidcProvider.updatedAt":
+		if e.ComplexityRoot.OidcProvider.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OidcProvider.UpdatedAt(childComplexity), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -1524,6 +1618,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateTenantInput", ec.unmarshalInputCreateTenantInput),
 			graphql.NewInputUnmarshaler("CreateUserInput", ec.unmarshalInputCreateUserInput),
 			graphql.NewInputUnmarshaler("MembershipInput", ec.unmarshalInputMembershipInput),
+			graphql.NewInputUnmarshaler("OidcProviderInput", ec.unmarshalInputOidcProviderInput),
 			graphql.NewInputUnmarshaler("UpdateModuleInput", ec.unmarshalInputUpdateModuleInput),
 			graphql.NewInputUnmarshaler("UpdateTenantInput", ec.unmarshalInputUpdateTenantInput),
 		)
@@ -1684,6 +1779,8 @@ type Mutation {
   trustDevice(id: ID!): Device!
   "Owner or admin of the tenant; revokes the device and its binding certificate (CRL); emits identity.device.revoked.v1."
   revokeDevice(id: ID!): Device!
+  "Admin of the tenant; creates or replaces the tenant's OIDC provider with this slug (the {provider} of /api/v1/auth/oidc/{provider}/start). The issuer's discovery document is fetched and checked; the client secret is sealed by the master key and never returned."
+  configureOidcProvider(input: OidcProviderInput!): OidcProvider!
   "Promote the next signing key now (SUPER_ADMIN); emits identity.jwks.rotated.v1."
   rotateSigningKey: SigningKey!
 }
@@ -1892,6 +1989,37 @@ input CreateApiKeyInput {
   "Default: the caller's tenant."
   tenantId: ID
   expiresAt: Time
+}
+
+input OidcProviderInput {
+  tenantId: ID!
+  "1-63 lower-case letters, digits or '-'; unique within the tenant."
+  slug: String!
+  "https URL whose /.well-known/openid-configuration names the same issuer."
+  issuer: String!
+  clientId: String!
+  clientSecret: String!
+  "Default [openid, email, profile]; openid is always requested."
+  scopes: [String!]
+  "When set, only IdP emails in these domains may sign in."
+  allowedEmailDomains: [String!]
+  "Allow-listed returnTo targets (scheme, host and path) of browser and mobile logins: the callback redirects there with a one-time code for POST /api/v1/auth/oidc/token."
+  returnUrls: [String!]
+}
+
+type OidcProvider {
+  id: ID!
+  tenantId: ID!
+  slug: String!
+  issuer: String!
+  clientId: String!
+  scopes: [String!]!
+  allowedEmailDomains: [String!]!
+  returnUrls: [String!]!
+  "The redirect URI to register at the IdP."
+  redirectUri: String!
+  createdAt: Time!
+  updatedAt: Time!
 }
 
 input CreateServiceAccountInput {
@@ -2320,6 +2448,34 @@ func (ec *executionContext) childFields_Module(ctx context.Context, field graphq
 	return nil, fmt.Errorf("no field named %q was found under type Module", field.Name)
 }
 
+func (ec *executionContext) childFields_OidcProvider(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_OidcProvider_id(ctx, field)
+	case "tenantId":
+		return ec.fieldContext_OidcProvider_tenantId(ctx, field)
+	case "slug":
+		return ec.fieldContext_OidcProvider_slug(ctx, field)
+	case "issuer":
+		return ec.fieldContext_OidcProvider_issuer(ctx, field)
+	case "clientId":
+		return ec.fieldContext_OidcProvider_clientId(ctx, field)
+	case "scopes":
+		return ec.fieldContext_OidcProvider_scopes(ctx, field)
+	case "allowedEmailDomains":
+		return ec.fieldContext_OidcProvider_allowedEmailDomains(ctx, field)
+	case "returnUrls":
+		return ec.fieldContext_OidcProvider_returnUrls(ctx, field)
+	case "redirectUri":
+		return ec.fieldContext_OidcProvider_redirectUri(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_OidcProvider_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_OidcProvider_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OidcProvider", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -2589,6 +2745,20 @@ func (ec *executionContext) field_Mutation_changeAssignmentStatus_args(ctx conte
 		return nil, err
 	}
 	args["reason"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_configureOidcProvider_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.OidcProviderInput, error) {
+			return ec.unmarshalNOidcProviderInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐOidcProviderInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
 	return args, nil
 }
 
@@ -6323,6 +6493,50 @@ func (ec *executionContext) fieldContext_Mutation_revokeDevice(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_configureOidcProvider(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_configureOidcProvider(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ConfigureOidcProvider(ctx, fc.Args["input"].(model.OidcProviderInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OidcProvider) graphql.Marshaler {
+			return ec.marshalNOidcProvider2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐOidcProvider(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_configureOidcProvider(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OidcProvider(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_configureOidcProvider_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_rotateSigningKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6353,6 +6567,259 @@ func (ec *executionContext) fieldContext_Mutation_rotateSigningKey(_ context.Con
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _OidcProvider_id(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "ID")
+}
+
+func (ec *executionContext) _OidcProvider_tenantId(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_tenantId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TenantID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_tenantId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "ID")
+}
+
+func (ec *executionContext) _OidcProvider_slug(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_slug(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Slug, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_slug(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "String")
+}
+
+func (ec *executionContext) _OidcProvider_issuer(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_issuer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Issuer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_issuer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "String")
+}
+
+func (ec *executionContext) _OidcProvider_clientId(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_clientId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ClientID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_clientId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "String")
+}
+
+func (ec *executionContext) _OidcProvider_scopes(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_scopes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Scopes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_scopes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "String")
+}
+
+func (ec *executionContext) _OidcProvider_allowedEmailDomains(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_allowedEmailDomains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AllowedEmailDomains, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_allowedEmailDomains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "String")
+}
+
+func (ec *executionContext) _OidcProvider_returnUrls(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_returnUrls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReturnUrls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_returnUrls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "String")
+}
+
+func (ec *executionContext) _OidcProvider_redirectUri(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_redirectUri(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RedirectURI, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_redirectUri(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "String")
+}
+
+func (ec *executionContext) _OidcProvider_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OidcProvider_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.OidcProvider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OidcProvider_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OidcProvider_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OidcProvider", field, false, false, "Time")
 }
 
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
@@ -9452,6 +9919,97 @@ func UnmarshalMembershipInput(ctx context.Context, raw any) (model.MembershipInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputOidcProviderInput(ctx context.Context, obj any) (model.OidcProviderInput, error) {
+	var it model.OidcProviderInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"tenantId", "slug", "issuer", "clientId", "clientSecret", "scopes", "allowedEmailDomains", "returnUrls"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "tenantId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tenantId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TenantID = data
+		case "slug":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("slug"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Slug = data
+		case "issuer":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("issuer"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Issuer = data
+		case "clientId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clientId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClientID = data
+		case "clientSecret":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clientSecret"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClientSecret = data
+		case "scopes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("scopes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Scopes = data
+		case "allowedEmailDomains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("allowedEmailDomains"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AllowedEmailDomains = data
+		case "returnUrls":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("returnUrls"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReturnUrls = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalOidcProviderInput unmarshals raw into the OidcProviderInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalOidcProviderInput(ctx context.Context, raw any) (model.OidcProviderInput, error) {
+	var out model.OidcProviderInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "OidcProviderInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputUpdateModuleInput(ctx context.Context, obj any) (model.UpdateModuleInput, error) {
 	var it model.UpdateModuleInput
 	if obj == nil {
@@ -10684,10 +11242,100 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "configureOidcProvider":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_configureOidcProvider(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "rotateSigningKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rotateSigningKey(ctx, field)
 			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var oidcProviderImplementors = []string{"OidcProvider"}
+
+func (ec *executionContext) _OidcProvider(ctx context.Context, sel ast.SelectionSet, obj *model.OidcProvider) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, oidcProviderImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OidcProvider")
+		case "id":
+			out.Values[i] = ec._OidcProvider_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tenantId":
+			out.Values[i] = ec._OidcProvider_tenantId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "slug":
+			out.Values[i] = ec._OidcProvider_slug(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "issuer":
+			out.Values[i] = ec._OidcProvider_issuer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "clientId":
+			out.Values[i] = ec._OidcProvider_clientId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "scopes":
+			out.Values[i] = ec._OidcProvider_scopes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "allowedEmailDomains":
+			out.Values[i] = ec._OidcProvider_allowedEmailDomains(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "returnUrls":
+			out.Values[i] = ec._OidcProvider_returnUrls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "redirectUri":
+			out.Values[i] = ec._OidcProvider_redirectUri(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._OidcProvider_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._OidcProvider_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -11976,6 +12624,19 @@ func (ec *executionContext) marshalNModule2ᚖgithubᚗcomᚋghasiᚑehealthᚋi
 		return graphql.Null
 	}
 	return ec._Module(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNOidcProvider2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐOidcProvider(ctx context.Context, sel ast.SelectionSet, v *model.OidcProvider) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OidcProvider!")
+		return graphql.Null
+	}
+	return ec._OidcProvider(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNOidcProviderInput2githubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐOidcProviderInput(ctx context.Context, v any) (model.OidcProviderInput, error) {
+	res, err := ec.unmarshalInputOidcProviderInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋghasiᚑehealthᚋidentityᚑserviceᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {

@@ -237,6 +237,37 @@ type Module struct {
 type Mutation struct {
 }
 
+type OidcProvider struct {
+	ID                  string   `json:"id"`
+	TenantID            string   `json:"tenantId"`
+	Slug                string   `json:"slug"`
+	Issuer              string   `json:"issuer"`
+	ClientID            string   `json:"clientId"`
+	Scopes              []string `json:"scopes"`
+	AllowedEmailDomains []string `json:"allowedEmailDomains"`
+	ReturnUrls          []string `json:"returnUrls"`
+	// The redirect URI to register at the IdP.
+	RedirectURI string    `json:"redirectUri"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+type OidcProviderInput struct {
+	TenantID string `json:"tenantId"`
+	// 1-63 lower-case letters, digits or '-'; unique within the tenant.
+	Slug string `json:"slug"`
+	// https URL whose /.well-known/openid-configuration names the same issuer.
+	Issuer       string `json:"issuer"`
+	ClientID     string `json:"clientId"`
+	ClientSecret string `json:"clientSecret"`
+	// Default [openid, email, profile]; openid is always requested.
+	Scopes []string `json:"scopes,omitempty"`
+	// When set, only IdP emails in these domains may sign in.
+	AllowedEmailDomains []string `json:"allowedEmailDomains,omitempty"`
+	// Allow-listed returnTo targets (scheme, host and path) of browser and mobile logins: the callback redirects there with a one-time code for POST /api/v1/auth/oidc/token.
+	ReturnUrls []string `json:"returnUrls,omitempty"`
+}
+
 type PageInfo struct {
 	HasNextPage bool    `json:"hasNextPage"`
 	EndCursor   *string `json:"endCursor,omitempty"`

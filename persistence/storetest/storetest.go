@@ -26,6 +26,7 @@ var suites = []struct {
 	{"service accounts", testServiceAccounts},
 	{"licensing", testLicensing},
 	{"devices", testDevices},
+	{"federation", testFederation},
 }
 
 // Run runs the whole conformance suite against the backend open returns.
