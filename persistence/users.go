@@ -153,10 +153,11 @@ func (s *UserStore) ActivateUser(ctx context.Context, id, passwordHash string, n
 
 // EraseUser deactivates id and empties its personal data (email, names,
 // password hash, upstream Keycloak id) unless it already is deactivated, and
-// reports whether it changed the row. It also deletes the user's external
-// identities (IdP issuer and subject), whether or not the row changed, so an
-// erased user keeps no IdP subject; both statements run in one transaction
-// (the one carried by ctx, or their own). Errors: IDENT_UNAVAILABLE,
+// reports whether it changed the row. Whether or not the row changed, it
+// also deletes the user's external identities (IdP issuer and subject),
+// second factors, recovery codes and pending MFA challenges, and empties the
+// names and platforms of the user's devices; all statements run in one
+// transaction (the one carried by ctx, or their own). Errors: IDENT_UNAVAILABLE,
 // IDENT_INTERNAL.
 func (s *UserStore) EraseUser(ctx context.Context, id string, now time.Time) (bool, error) {
 	if !core.ValidID(id) {
@@ -173,8 +174,22 @@ func (s *UserStore) EraseUser(ctx context.Context, id string, now time.Time) (bo
 		if err != nil {
 			return err
 		}
-		_, err = s.conn(ctx).ExecContext(ctx, `DELETE FROM external_identities WHERE user_id = ?`, id)
-		return translate(err)
+		// Personal data held elsewhere: IdP links, second factors (a TOTP
+		// seed or passkey is tied to the person), pending challenges and
+		// device labels (often the owner's name).
+		for _, stmt := range []string{
+			`DELETE FROM external_identities WHERE user_id = ?`,
+			`DELETE FROM mfa_challenges WHERE user_id = ?`,
+			`DELETE FROM webauthn_ceremonies WHERE user_id = ?`,
+			`DELETE FROM mfa_recovery_codes WHERE user_id = ?`,
+			`DELETE FROM mfa_factors WHERE user_id = ?`,
+			`UPDATE devices SET name = '', platform = '' WHERE user_id = ?`,
+		} {
+			if _, err := s.conn(ctx).ExecContext(ctx, stmt, id); err != nil {
+				return translate(err)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return false, err

@@ -172,6 +172,7 @@ func TestSuspendAndEraseRevokeSessions(t *testing.T) {
 			reasons[ev.Data["reason"].(string)]++
 		}
 		require.Equal(t, map[string]int{"suspended": 2, "erased": 1}, reasons)
+		require.Equal(t, []string{nurse.ID, doc.ID}, e.devices.users, "suspension and erasure revoke the user's devices")
 
 		_, err = e.verifier.Verify(context.Background(), b.AccessToken)
 		require.Error(t, err)

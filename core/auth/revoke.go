@@ -115,7 +115,8 @@ func (s *Service) LogoutAll(ctx context.Context) error {
 // suspension and erasure call it inside their transaction, and it revokes
 // every session of the user the way LogoutAll does (event per session,
 // revocation set before commit), so the user's access tokens are rejected
-// from then on. Erasure also empties the sessions' IP and user agent.
+// from then on. Suspension and erasure also revoke the user's devices and
+// their binding certificates; erasure empties the sessions' IP and user agent.
 //
 // The metric identity.session.revoke.total is counted when RevokeAllForUser
 // returns, before the caller's transaction commits.
@@ -138,11 +139,21 @@ func (r SessionRevoker) RevokeAllForUser(ctx context.Context, userID, reason str
 	var revoked []RevokedSession
 	err := r.Service.store.InTx(ctx, func(ctx context.Context) error {
 		var err error
-		revoked, err = r.Service.revokeAll(ctx, userID, reason)
-		if err == nil && reason == ReasonErased {
-			err = r.Service.store.ForgetSessionClients(ctx, userID)
+		if revoked, err = r.Service.revokeAll(ctx, userID, reason); err != nil {
+			return err
 		}
-		return err
+		// A suspended or erased user's devices lose their offline binding
+		// certificates too (CRL), or a 30-day certificate would outlive the
+		// account's access.
+		if (reason == ReasonSuspended || reason == ReasonErased) && r.Service.devices != nil {
+			if err := r.Service.devices.RevokeAllDevicesOfUser(ctx, userID); err != nil {
+				return err
+			}
+		}
+		if reason == ReasonErased {
+			return r.Service.store.ForgetSessionClients(ctx, userID)
+		}
+		return nil
 	})
 	if err != nil {
 		return err

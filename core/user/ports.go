@@ -40,8 +40,11 @@ type Store interface {
 	// user has one. It reports whether the row matched.
 	ActivateUser(ctx context.Context, id, passwordHash string, now time.Time) (bool, error)
 	// EraseUser sets status deactivated, empties email and names, drops the
-	// password hash and stamps deactivated_at = now, unless the user already
-	// is deactivated; it reports whether it changed the row.
+	// password hash and the Keycloak link and stamps deactivated_at = now,
+	// unless the user already is deactivated; it reports whether it changed
+	// the row. It also deletes the user's IdP links, second factors,
+	// recovery codes and pending MFA challenges and empties the names of the
+	// user's devices.
 	EraseUser(ctx context.Context, id string, now time.Time) (bool, error)
 
 	// InsertVerificationToken stores t (its hash only, never the token).
