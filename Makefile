@@ -17,10 +17,12 @@ run:
 build:
 	$(GO) build -o bin/identityd ./cmd/identityd
 
-## test: the whole suite with -race and the statement-coverage gate (generated code excluded)
+## test: the whole suite with -race and the statement-coverage gate (generated code excluded),
+## then the Prometheus rules checks (deploy/prometheus is a module of its own)
 test:
 	$(GO) test -race -timeout 9m -coverpkg=./... -coverprofile=coverage.out ./...
 	./scripts/coverage.sh coverage.out $(COVER_MIN)
+	cd deploy/prometheus && $(GO) test -count=1 ./...
 
 ## generate: gqlgen and buf code generation (committed; CI fails on drift)
 generate:
@@ -36,11 +38,28 @@ check-generated: generate
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	cd deploy/prometheus && $(GO) vet ./...
 	$(BUF) lint
 
 ## bench: the benchmark suite (short profile); results go to docs/PERFORMANCE.md
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./...
+
+## fuzz: every fuzz target for FUZZTIME each (default 30s; go test fuzzes one target per run); a
+## failing input is saved under the package's testdata/fuzz/<Target>/ — commit it as a regression seed
+fuzz:
+	@set -e; for t in \
+		./core/auth:FuzzRefreshToken \
+		./core/apikey:FuzzParseAPIKey \
+		./core/password:FuzzParsePHC \
+		./core/token:FuzzVerify \
+		./rest:FuzzDecodeJSON \
+		./rest:FuzzProblem \
+		./rpc:FuzzConnectError \
+		./graph:FuzzPresentError; do \
+		echo "--- fuzz $${t#*:} ($${t%%:*}) for $(or $(FUZZTIME),30s)"; \
+		$(GO) test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(or $(FUZZTIME),30s) $${t%%:*}; \
+	done
 
 clean:
 	rm -rf bin coverage.out

@@ -6,6 +6,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -45,6 +46,43 @@ func (k Kind) String() string {
 		return "unavailable"
 	default:
 		return "internal"
+	}
+}
+
+// Code is the generic contract code of kind k, which transports show for an
+// Error that carries no contract code of its own (see PublicCode). A Kind
+// outside the closed set is internal.
+func (k Kind) Code() string {
+	switch k {
+	case KindInvalid, KindUnprocessable:
+		// The contract has no generic 422 code; every 422 is a specific one.
+		return CodeValidation
+	case KindUnauthenticated:
+		return CodeUnauthenticated
+	case KindForbidden:
+		return CodeForbidden
+	case KindNotFound:
+		return CodeNotFound
+	case KindConflict:
+		return CodeConflict
+	case KindRateLimited:
+		return CodeRateLimited
+	case KindUnavailable:
+		return CodeUnavailable
+	default:
+		return CodeInternal
+	}
+}
+
+// ServerFault reports whether errors of kind k are the service's failure
+// rather than the client's (HTTP 5xx): KindInternal, KindUnavailable and any
+// Kind outside the closed set. Transports log those with their cause.
+func (k Kind) ServerFault() bool {
+	switch k {
+	case KindInvalid, KindUnauthenticated, KindForbidden, KindNotFound, KindConflict, KindUnprocessable, KindRateLimited:
+		return false
+	default:
+		return true
 	}
 }
 
@@ -104,6 +142,46 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// PublicCode is the contract code a transport shows for e: e.Code when it is
+// one (IDENT_ followed by capitals, digits and underscores), else the generic
+// code of e's kind. Core always sets a contract code; the fallback keeps every
+// transport's mapping total and its headers and metadata well-formed.
+func (e *Error) PublicCode() string {
+	if isContractCode(e.Code) {
+		return e.Code
+	}
+	return e.Kind.Code()
+}
+
+func isContractCode(c string) bool {
+	rest, ok := strings.CutPrefix(c, "IDENT_")
+	if !ok || rest == "" {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if b := rest[i]; !('A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// RetryAfterSeconds is d in whole seconds for a Retry-After header or member:
+// rounded up, so a client never retries too early (hence at least 1 for any
+// positive d, as Retry-After: 0 would invite an immediate retry), and 0 for
+// d <= 0 (no Retry-After). Integer arithmetic: no overflow or float rounding
+// even for the largest Duration.
+func RetryAfterSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
+	}
+	return s
+}
 
 // E builds an Error of the given kind and code.
 func E(kind Kind, code, msg string) *Error {

@@ -2,10 +2,11 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
-	"math"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -56,12 +57,16 @@ func presentError(logger *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		var ce *core.Error
 		if errors.As(err, &ce) {
-			if ce.Kind == core.KindInternal || ce.Kind == core.KindUnavailable {
-				logger.ErrorContext(ctx, "GraphQL resolver failed", "code", ce.Code, "error", err,
+			if ce.Kind.ServerFault() {
+				logger.ErrorContext(ctx, "GraphQL resolver failed", "code", ce.PublicCode(), "error", err,
 					"request_id", core.RequestIDFrom(ctx))
 			}
-			out := &gqlerror.Error{Message: ce.Msg, Path: graphql.GetPath(ctx), Extensions: extensions(ce)}
-			return out
+			ext, dropped := extensions(ce)
+			if len(dropped) > 0 {
+				logger.ErrorContext(ctx, "GraphQL error extensions left out: not JSON-encodable", "members", dropped,
+					"code", ce.PublicCode(), "request_id", core.RequestIDFrom(ctx))
+			}
+			return &gqlerror.Error{Message: ce.Msg, Path: graphql.GetPath(ctx), Extensions: ext}
 		}
 		var gqlErr *gqlerror.Error
 		if errors.As(err, &gqlErr) && (gqlErr.Err == nil || isArgumentError(ctx, gqlErr)) {
@@ -70,7 +75,8 @@ func presentError(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			return &out
 		}
 		logger.ErrorContext(ctx, "GraphQL resolver failed", "error", err, "request_id", core.RequestIDFrom(ctx))
-		return &gqlerror.Error{Message: "internal error", Path: graphql.GetPath(ctx), Extensions: extensions(core.Internal(nil))}
+		ext, _ := extensions(core.Internal(nil))
+		return &gqlerror.Error{Message: "internal error", Path: graphql.GetPath(ctx), Extensions: ext}
 	}
 }
 
@@ -85,20 +91,31 @@ func isArgumentError(ctx context.Context, e *gqlerror.Error) bool {
 	return fc != nil && fc.Args == nil && len(e.Path) > len(fc.Path())
 }
 
-func extensions(ce *core.Error) map[string]any {
-	ext := map[string]any{"code": ce.Code}
+// extensions are the GraphQL error extensions of ce: code, fields,
+// retryAfter and ce.Extra, whose members never override those. An extra
+// member that cannot be encoded as JSON (a NaN, a malformed
+// json.RawMessage) is left out and returned, since it would make the whole
+// response unencodable.
+func extensions(ce *core.Error) (ext map[string]any, dropped []string) {
+	ext = map[string]any{"code": ce.PublicCode()}
 	if len(ce.Fields) > 0 {
 		ext["fields"] = ce.Fields
 	}
-	if ce.RetryAfter > 0 {
-		ext["retryAfter"] = int(math.Ceil(ce.RetryAfter.Seconds()))
+	if secs := core.RetryAfterSeconds(ce.RetryAfter); secs > 0 {
+		ext["retryAfter"] = secs
 	}
 	for k, v := range ce.Extra {
-		if _, taken := ext[k]; !taken {
-			ext[k] = v
+		if _, taken := ext[k]; taken {
+			continue
 		}
+		if _, err := json.Marshal(v); err != nil {
+			dropped = append(dropped, k)
+			continue
+		}
+		ext[k] = v
 	}
-	return ext
+	slices.Sort(dropped)
+	return ext, dropped
 }
 
 // withCode sets extensions.code, keeping gqlgen's own code as graphqlCode.

@@ -176,6 +176,28 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 	}
 }
 
+// Backlog is what the outbox holds that no relay has published yet.
+type Backlog struct {
+	// Pending counts the unpublished events.
+	Pending int64
+	// Lag is how long the oldest of them has been waiting (the relay's
+	// clock minus the event's time); zero when none is pending.
+	Lag time.Duration
+}
+
+// Backlog reads the unpublished backlog of the outbox, which every relay on
+// the database shares (the identity.outbox.* gauges). It is two indexed
+// queries and takes no locks. Errors: IDENT_UNAVAILABLE, IDENT_INTERNAL.
+func (r *Relay) Backlog(ctx context.Context) (Backlog, error) {
+	pending, oldest, err := r.db.OutboxBacklog(ctx)
+	if err != nil || pending == 0 {
+		return Backlog{}, err
+	}
+	// Events are stamped by the emitting node's clock; a skewed one must
+	// not make the lag negative.
+	return Backlog{Pending: pending, Lag: max(r.clock.Now().Sub(oldest), 0)}, nil
+}
+
 func (r *Relay) step(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()

@@ -138,6 +138,46 @@ func TestRelayMarksOnlyThePublishedPrefix(t *testing.T) {
 	require.Equal(t, []string{first.ID, second.ID}, rec.ids())
 }
 
+// TestRelayBacklog: the backlog is what a failing broker leaves unpublished,
+// aged by the relay's clock from the oldest event, and empty once it is
+// delivered.
+func TestRelayBacklog(t *testing.T) {
+	db := dbtest.SQLite(t)
+	t0 := time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)
+	clock := core.NewFixedClock(t0)
+	rec := &recorder{}
+	r := messaging.NewRelay(db, &failAfter{recorder: rec}, nil, testLogger(t), messaging.WithClock(clock))
+	ctx := context.Background()
+
+	b, err := r.Backlog(ctx)
+	require.NoError(t, err)
+	require.Equal(t, messaging.Backlog{}, b)
+
+	for i, typ := range []string{"identity.device.registered.v1", "identity.device.revoked.v1"} {
+		e := sampleEvent(t, typ)
+		e.Time = t0.Add(time.Duration(i) * 10 * time.Second)
+		commit(t, db, e)
+	}
+	clock.Advance(90 * time.Second)
+	_, err = r.Flush(ctx)
+	require.ErrorIs(t, err, errBrokerDown)
+	b, err = r.Backlog(ctx)
+	require.NoError(t, err)
+	require.Equal(t, messaging.Backlog{Pending: 2, Lag: 90 * time.Second}, b, "aged from the oldest event")
+
+	// An event stamped ahead of the relay's clock does not go negative.
+	behind := messaging.NewRelay(db, rec, nil, testLogger(t), messaging.WithClock(core.NewFixedClock(t0.Add(-time.Minute))))
+	b, err = behind.Backlog(ctx)
+	require.NoError(t, err)
+	require.Zero(t, b.Lag)
+
+	_, err = messaging.NewRelay(db, rec, nil, testLogger(t)).Flush(ctx)
+	require.NoError(t, err)
+	b, err = r.Backlog(ctx)
+	require.NoError(t, err)
+	require.Equal(t, messaging.Backlog{}, b)
+}
+
 // failAfter lets okCalls publications through, then fails.
 type failAfter struct {
 	*recorder

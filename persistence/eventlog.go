@@ -106,6 +106,33 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, now func() time.Time,
 	return published, publishErr
 }
 
+// OutboxBacklog counts the events not yet published and returns the time of
+// the oldest of them, the head of the relays' queue (zero when none). Both
+// queries read only the partial index events_unpublished_idx and take no
+// locks, so they are cheap at any event-log size and count rows a relay is
+// publishing right now. Errors: IDENT_UNAVAILABLE, IDENT_INTERNAL.
+func (db *DB) OutboxBacklog(ctx context.Context) (pending int64, oldest time.Time, err error) {
+	// Ordered by seq, as the relay publishes: a poison event at the head
+	// holds back everything behind it, and this is the age that grows.
+	err = db.conn(ctx).QueryRowContext(ctx,
+		`SELECT time FROM events WHERE published_at IS NULL ORDER BY seq LIMIT 1`).Scan(&oldest)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, translate(err)
+	}
+	if err := db.conn(ctx).QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM events WHERE published_at IS NULL`).Scan(&pending); err != nil {
+		return 0, time.Time{}, translate(err)
+	}
+	if pending == 0 {
+		// Published between the two queries.
+		return 0, time.Time{}, nil
+	}
+	return pending, oldest.UTC(), nil
+}
+
 // InsertInbox records that consumer processed eventID and reports whether
 // this is the first time. Call it inside the InTx that runs the consumer's
 // handler, so the record commits exactly when the handler's effects do.

@@ -25,9 +25,14 @@ type traceHook struct {
 
 type spanKey struct{}
 
+// BeforeQuery starts the statement's span but leaves the caller's span the
+// active one in the returned context: bun hands the context of BEGIN to
+// everything run inside the transaction (RunInTx's fn), so an active
+// db.begin span would become the parent of every later statement, and the
+// outbox traceparent, although it ended at once.
 func (h *traceHook) BeforeQuery(ctx context.Context, ev *bun.QueryEvent) context.Context {
 	op := operation(ev.Query)
-	ctx, span := h.tracer.Start(ctx, "db."+strings.ToLower(op), trace.WithSpanKind(trace.SpanKindClient),
+	_, span := h.tracer.Start(ctx, "db."+strings.ToLower(op), trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("db.system", h.system), attribute.String("db.operation", op)))
 	return context.WithValue(ctx, spanKey{}, span)
 }

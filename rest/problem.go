@@ -6,8 +6,8 @@ package rest
 import (
 	"encoding/json"
 	"log/slog"
-	"math"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/ghasi-ehealth/identity-service/core"
@@ -76,47 +76,64 @@ type Errors struct {
 func (e Errors) Write(w http.ResponseWriter, r *http.Request, err error) {
 	ce := core.AsError(err)
 	status := statusOf(ce.Kind)
-	if ce.Kind == core.KindInternal || ce.Kind == core.KindUnavailable {
-		e.Logger.ErrorContext(r.Context(), "request failed", "code", ce.Code, "error", err,
+	if ce.Kind.ServerFault() {
+		e.Logger.ErrorContext(r.Context(), "request failed", "code", ce.PublicCode(), "error", err,
 			"method", r.Method, "path", r.URL.Path, "request_id", core.RequestIDFrom(r.Context()))
 	}
-	writeProblem(w, r, status, ce)
+	if dropped := writeProblem(w, r, status, ce); len(dropped) > 0 {
+		e.Logger.ErrorContext(r.Context(), "problem members left out: not JSON-encodable", "members", dropped,
+			"code", ce.PublicCode(), "path", r.URL.Path, "request_id", core.RequestIDFrom(r.Context()))
+	}
 }
 
-func writeProblem(w http.ResponseWriter, r *http.Request, status int, ce *core.Error) {
-	title := titles[ce.Code]
+// writeProblem writes the problem document of ce with status. It returns the
+// extra members it had to leave out because they cannot be encoded as JSON
+// (core never builds such members; the document stays complete and valid).
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, ce *core.Error) (dropped []string) {
+	code := ce.PublicCode()
+	title := titles[code]
 	if title == "" {
 		title = http.StatusText(status)
 	}
 	p := Problem{
-		Type: ProblemTypeBase + ce.Code, Title: title, Status: status, Detail: ce.Msg,
-		Code: ce.Code, RequestID: core.RequestIDFrom(r.Context()), Fields: ce.Fields,
+		Type: ProblemTypeBase + code, Title: title, Status: status, Detail: ce.Msg,
+		Code: code, RequestID: core.RequestIDFrom(r.Context()), Fields: ce.Fields,
 	}
-	if ce.RetryAfter > 0 {
-		secs := int(math.Ceil(ce.RetryAfter.Seconds()))
-		p.RetryAfter = &secs
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	if secs := core.RetryAfterSeconds(ce.RetryAfter); secs > 0 {
+		p.RetryAfter = new(int(secs))
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
 	body := any(p)
 	if len(ce.Extra) > 0 {
-		body = mergeExtra(p, ce.Extra)
+		body, dropped = mergeExtra(p, ce.Extra)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
+	return dropped
 }
 
 // mergeExtra adds contract members such as challengeId to the problem; the
-// standard members win on a name clash.
-func mergeExtra(p Problem, extra map[string]any) map[string]any {
+// standard members win on a name clash. Each member is encoded on its own,
+// so one that cannot be (a NaN, malformed json.RawMessage) is left out and
+// returned instead of emptying the whole body after the status is written.
+func mergeExtra(p Problem, extra map[string]any) (map[string]any, []string) {
 	raw, _ := json.Marshal(p)
 	out := map[string]any{}
 	_ = json.Unmarshal(raw, &out)
+	var dropped []string
 	for k, v := range extra {
-		if _, taken := out[k]; !taken {
-			out[k] = v
+		if _, taken := out[k]; taken {
+			continue
 		}
+		enc, err := json.Marshal(v)
+		if err != nil {
+			dropped = append(dropped, k)
+			continue
+		}
+		out[k] = json.RawMessage(enc)
 	}
-	return out
+	slices.Sort(dropped)
+	return out, dropped
 }

@@ -218,20 +218,113 @@ func TestDecodeJSON(t *testing.T) {
 	}
 }
 
+// decodeTarget is a request body with the field types handlers use.
+type decodeTarget struct {
+	Email  string            `json:"email"`
+	Age    int               `json:"age"`
+	Tags   []string          `json:"tags"`
+	Admin  *bool             `json:"admin,omitempty"`
+	Nested struct{ A int }   `json:"nested"`
+	Labels map[string]string `json:"labels"`
+}
+
+// FuzzDecodeJSON feeds arbitrary bodies and Content-Types to DecodeJSON,
+// padded with whitespace up to and beyond the 1 MiB limit. Every failure is
+// IDENT_VALIDATION with a message and only reasoned fields, an unknown field
+// it names is really in the body and unknown, a body over the limit always
+// fails, and padding below it changes nothing; a success had a JSON Content-
+// Type (or none), one JSON value within the limit, no member the target does
+// not declare, and decodes exactly as encoding/json does.
+// Run with: go test -run '^$' -fuzz '^FuzzDecodeJSON$' ./rest
 func FuzzDecodeJSON(f *testing.F) {
-	for _, seed := range []string{`{"email":"a"}`, `{"age":1e400}`, `{"tags":[1]}`, `{"x":{"y":1}}`, `null`, `"str"`, "\xff"} {
-		f.Add(seed)
+	for _, s := range []struct {
+		ct, in string
+		pad    uint32
+	}{
+		{"application/json", `{"email":"a"}`, 0},
+		{"", `{"email":"a","age":3,"tags":["x"],"admin":true,"nested":{"A":1},"labels":{"k":"v"}}`, 0},
+		{"application/json; charset=utf-8", `{"EMAIL":"case-insensitive"}`, 0},
+		{"application/merge-patch+json", `{"age":1}`, 0},
+		{"text/plain", `{"email":"a"}`, 0},
+		{"application/json; charset", `{}`, 0},
+		{"application/json", `{"email":"a","admin":true,"role":"TENANT_ADMIN"}`, 0}, // unknown field
+		{"application/json", `{"nested":{"A":1,"B":2}}`, 0},                         // unknown nested member
+		{"application/json", `{"age":"x"}`, 0},                                      // wrong types
+		{"application/json", `{"tags":[1]}`, 0},
+		{"application/json", `{"nested":[]}`, 0},
+		{"application/json", `{"labels":{"k":1}}`, 0},
+		{"application/json", `{"age":1e400}`, 0},
+		{"application/json", `{"age":1.5}`, 0},
+		{"application/json", `{"email":"a"} {}`, 0}, // trailing data
+		{"application/json", `{"email":"a"`, 0},
+		{"application/json", `{"email":"a","email":"b"}`, 0},
+		{"application/json", `[1,2]`, 0},
+		{"application/json", `null`, 0},
+		{"application/json", `"str"`, 0},
+		{"application/json", ``, 0},
+		{"application/json", "\xff", 0},
+		{"application/json", "{\"email\":\"\xff\"}", 0},
+		{"application/json", `{}`, rest.MaxBodyBytes - 2}, // exactly at the limit
+		{"application/json", `{}`, rest.MaxBodyBytes - 1}, // one byte over
+	} {
+		f.Add(s.ct, s.in, s.pad)
 	}
-	f.Fuzz(func(t *testing.T, in string) {
-		var b struct {
-			Email string   `json:"email"`
-			Age   int      `json:"age"`
-			Tags  []string `json:"tags"`
+	decode := func(ct, body string) (decodeTarget, error) {
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
 		}
-		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(in))
+		var b decodeTarget
 		err := rest.DecodeJSON(httptest.NewRecorder(), req, &b)
+		return b, err
+	}
+	known := map[string]bool{"email": true, "age": true, "tags": true, "admin": true, "nested": true, "labels": true}
+	f.Fuzz(func(t *testing.T, ct, in string, pad uint32) {
+		padding := int(pad % (rest.MaxBodyBytes + 64))
+		body := in + strings.Repeat(" ", padding)
+		got, err := decode(ct, body)
+
+		if len(body) > rest.MaxBodyBytes {
+			require.Error(t, err, "a body over the limit never decodes")
+		}
 		if err != nil {
-			require.Equal(t, core.CodeValidation, core.CodeOf(err), "every decode failure is IDENT_VALIDATION")
+			ce := core.AsError(err)
+			require.Equal(t, core.KindInvalid, ce.Kind, "every decode failure is IDENT_VALIDATION: %v", err)
+			require.Equal(t, core.CodeValidation, ce.Code)
+			require.NotEmpty(t, ce.Msg)
+			var members map[string]json.RawMessage
+			_ = json.Unmarshal([]byte(in), &members)
+			for k, reason := range ce.Fields {
+				require.NotEmpty(t, reason, "fields.%s has a reason", k)
+				if reason == "unknown field" {
+					require.Contains(t, members, k, "an unknown field the body really has")
+					require.False(t, known[strings.ToLower(k)], "%q is declared", k)
+				}
+			}
+		} else {
+			require.LessOrEqual(t, len(body), rest.MaxBodyBytes)
+			var want decodeTarget
+			dec := json.NewDecoder(strings.NewReader(body))
+			dec.DisallowUnknownFields()
+			require.NoError(t, dec.Decode(&want), "encoding/json accepts it too")
+			require.Equal(t, want, got)
+			var members map[string]json.RawMessage
+			if json.Unmarshal([]byte(in), &members) == nil {
+				for k := range members {
+					require.True(t, known[strings.ToLower(k)], "undeclared member %q accepted", k)
+				}
+			}
+		}
+
+		// Whitespace padding within the limit changes nothing.
+		if padding > 0 && len(body) <= rest.MaxBodyBytes {
+			bare, bareErr := decode(ct, in)
+			require.Equal(t, err == nil, bareErr == nil, "padding changed the outcome: %v / %v", err, bareErr)
+			if err == nil {
+				require.Equal(t, bare, got)
+			} else {
+				require.Equal(t, core.AsError(bareErr).Fields, core.AsError(err).Fields)
+			}
 		}
 	})
 }

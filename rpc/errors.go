@@ -29,15 +29,10 @@ const (
 	MetaRetryAfter = "retry-after"
 )
 
-// kindMapping is what one core.Kind becomes on the wire.
-type kindMapping struct {
-	code connect.Code
-	// fallback is the IDENT code used when a core.Error carries none, which
-	// core never intends; it keeps the mapping total.
-	fallback string
-}
-
-// kindToConnect maps each core.Kind to its Connect code.
+// kindToConnect maps each core.Kind to its Connect code; a Kind outside the
+// closed set is Internal. An error without a contract code of its own shows
+// its kind's generic code (core.Error.PublicCode), which core never intends;
+// it keeps the mapping total.
 //
 // KindConflict (HTTP 409) becomes AlreadyExists for duplicates and for state
 // conflicts (IDENT_STATE_CONFLICT) alike. Connect's other 409 code, Aborted,
@@ -46,55 +41,49 @@ type kindMapping struct {
 // will fail again until the state changes. FailedPrecondition is already
 // taken by KindUnprocessable (422). One Kind, one code keeps the mapping
 // predictable; identity-error-code tells the two kinds of conflict apart.
-func kindToConnect(k core.Kind) kindMapping {
+func kindToConnect(k core.Kind) connect.Code {
 	switch k {
 	case core.KindInvalid:
-		return kindMapping{connect.CodeInvalidArgument, core.CodeValidation}
+		return connect.CodeInvalidArgument
 	case core.KindUnauthenticated:
-		return kindMapping{connect.CodeUnauthenticated, core.CodeUnauthenticated}
+		return connect.CodeUnauthenticated
 	case core.KindForbidden:
-		return kindMapping{connect.CodePermissionDenied, core.CodeForbidden}
+		return connect.CodePermissionDenied
 	case core.KindNotFound:
-		return kindMapping{connect.CodeNotFound, core.CodeNotFound}
+		return connect.CodeNotFound
 	case core.KindConflict:
-		return kindMapping{connect.CodeAlreadyExists, core.CodeConflict}
+		return connect.CodeAlreadyExists
 	case core.KindUnprocessable:
-		// The contract has no generic 422 code; every 422 is a specific one.
-		return kindMapping{connect.CodeFailedPrecondition, core.CodeValidation}
+		return connect.CodeFailedPrecondition
 	case core.KindRateLimited:
-		return kindMapping{connect.CodeResourceExhausted, core.CodeRateLimited}
+		return connect.CodeResourceExhausted
 	case core.KindUnavailable:
-		return kindMapping{connect.CodeUnavailable, core.CodeUnavailable}
+		return connect.CodeUnavailable
 	default:
-		return kindMapping{connect.CodeInternal, core.CodeInternal}
+		return connect.CodeInternal
 	}
 }
 
 // toConnectError renders a core error for the client: code, safe message and
 // metadata. The cause is deliberately left out.
 func toConnectError(e *core.Error) *connect.Error {
-	m := kindToConnect(e.Kind)
-	code := e.Code
-	if code == "" {
-		code = m.fallback
-	}
+	code := e.PublicCode()
 	msg := code
 	if e.Msg != "" {
 		msg = code + ": " + e.Msg
 	}
-	ce := connect.NewError(m.code, errors.New(msg))
+	ce := connect.NewError(kindToConnect(e.Kind), errors.New(msg))
 	ce.Meta().Set(MetaErrorCode, code)
-	if e.RetryAfter > 0 {
-		ce.Meta().Set(MetaRetryAfter, strconv.FormatInt(retryAfterSeconds(e.RetryAfter), 10))
+	if secs := retryAfterSeconds(e.RetryAfter); secs > 0 {
+		ce.Meta().Set(MetaRetryAfter, strconv.FormatInt(secs, 10))
 	}
 	return ce
 }
 
 // retryAfterSeconds rounds up, so a client never retries too early, and is
-// at least 1 (Retry-After: 0 would invite an immediate retry).
-func retryAfterSeconds(d time.Duration) int64 {
-	return max(1, int64((d+time.Second-1)/time.Second))
-}
+// at least 1 for any positive d (Retry-After: 0 would invite an immediate
+// retry); 0 means none.
+func retryAfterSeconds(d time.Duration) int64 { return core.RetryAfterSeconds(d) }
 
 // errorInterceptor translates every error a handler returns. It runs inside
 // the tracing interceptor, so spans see the final code, and outside
@@ -135,13 +124,13 @@ func (i *errorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFun
 func (i *errorInterceptor) translate(ctx context.Context, spec connect.Spec, err error) error {
 	var coreErr *core.Error
 	if errors.As(err, &coreErr) {
-		switch coreErr.Kind {
-		case core.KindInternal:
-			i.log.ErrorContext(ctx, "rpc: internal error",
-				"procedure", spec.Procedure, "code", coreErr.Code, "error", err)
-		case core.KindUnavailable:
+		switch {
+		case coreErr.Kind == core.KindUnavailable:
 			i.log.WarnContext(ctx, "rpc: dependency unavailable",
-				"procedure", spec.Procedure, "code", coreErr.Code, "error", err)
+				"procedure", spec.Procedure, "code", coreErr.PublicCode(), "error", err)
+		case coreErr.Kind.ServerFault(): // internal, or a Kind outside the closed set
+			i.log.ErrorContext(ctx, "rpc: internal error",
+				"procedure", spec.Procedure, "code", coreErr.PublicCode(), "error", err)
 		}
 		return toConnectError(coreErr)
 	}

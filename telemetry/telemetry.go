@@ -47,6 +47,12 @@ type Config struct {
 	// appended as the OTLP spec says. Empty disables OTLP export; the
 	// Prometheus endpoint works either way.
 	OTLPEndpoint string
+	// SpanExporter, when not nil, also receives every ended span through a
+	// synchronous (simple) span processor, so a span is exported before
+	// End returns. It is a test hook (for example tracetest's in-memory
+	// exporter) with no environment variable: production leaves it nil.
+	// Providers.Shutdown shuts it down with the tracer provider.
+	SpanExporter sdktrace.SpanExporter
 }
 
 // Providers is what Setup built. The fields are interfaces so callers
@@ -125,6 +131,9 @@ func Setup(ctx context.Context, cfg Config) (*Providers, error) {
 		}
 		traceOpts = append(traceOpts, sdktrace.WithBatcher(p.spanExporter))
 		meterOpts = append(meterOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(p.metricExporter)))
+	}
+	if cfg.SpanExporter != nil {
+		traceOpts = append(traceOpts, sdktrace.WithSyncer(cfg.SpanExporter))
 	}
 
 	p.tp = sdktrace.NewTracerProvider(traceOpts...)

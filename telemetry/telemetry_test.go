@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 func setup(t *testing.T, cfg Config) *Providers {
@@ -199,4 +200,20 @@ func TestInstallGlobals(t *testing.T) {
 	require.Same(t, p.tp, otel.GetTracerProvider())
 	require.Same(t, p.mp, otel.GetMeterProvider())
 	require.ElementsMatch(t, p.Propagator.Fields(), otel.GetTextMapPropagator().Fields())
+}
+
+func TestSpanExporterHook(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	p := setup(t, Config{ServiceName: "identity-service", SpanExporter: exp})
+	ctx, parent := p.Tracer().Start(context.Background(), "identity.auth.login")
+	_, child := p.Tracer().Start(ctx, "identity.session.create")
+	child.End()
+	require.Len(t, exp.GetSpans(), 1, "exported synchronously when the span ends")
+	parent.End()
+
+	spans := exp.GetSpans()
+	require.Len(t, spans, 2)
+	require.Equal(t, "identity.session.create", spans[0].Name)
+	require.Equal(t, parent.SpanContext().SpanID(), spans[0].Parent.SpanID())
+	require.Equal(t, "identity.auth.login", spans[1].Name)
 }

@@ -165,7 +165,8 @@ func (m *Main) openKeys(ctx context.Context) error {
 
 // Open builds the whole service and binds the listener; it does not serve.
 func (m *Main) Open(ctx context.Context) error {
-	tp, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "identity-service", ServiceVersion: Version, OTLPEndpoint: m.cfg.OTLPEndpoint})
+	tp, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "identity-service", ServiceVersion: Version,
+		OTLPEndpoint: m.cfg.OTLPEndpoint, SpanExporter: m.cfg.SpanExporter})
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
@@ -214,6 +215,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return &ConfigError{Var: "IDENTITY_WEBAUTHN_RP_ID", Reason: err.Error()}
 	}
+	m.passkeys.WithMetrics(metrics)
 	m.mfa = mfa.NewService(mfa.Deps{Store: persistence.NewMFAStore(m.db), Users: persistence.NewUserStore(m.db),
 		Tenants: tenancyStore, Authorizer: m.authz, Master: m.master, Enrollment: m.issuer, WebAuthn: m.passkeys,
 		Clock: m.clock, Logger: m.logger})
@@ -251,6 +253,13 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("event bus: %w", err)
 	}
 	m.relay = messaging.NewRelay(m.db, m.bus.Publisher, tp.TracerProvider, m.logger)
+	// Gauges read at scrape time: the outbox backlog (one indexed query) and
+	// the active signing key's age (in memory). See docs/OPERATIONS.md.
+	metrics.ObserveOutbox(func(ctx context.Context) (telemetry.OutboxBacklog, error) {
+		b, err := m.relay.Backlog(ctx)
+		return telemetry.OutboxBacklog{Pending: b.Pending, OldestAge: b.Lag}, err
+	})
+	metrics.ObserveActiveKey(m.keys.ActiveKeyAge)
 
 	if m.cfg.BootstrapEmail != "" {
 		boot := bootstrap.NewService(m.directory, m.hasher, m.clock, m.logger)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/ghasi-ehealth/identity-service/core/password"
 	"github.com/ghasi-ehealth/identity-service/httpx"
@@ -59,6 +60,10 @@ type Config struct {
 	GoMemLimitSet bool
 	// APIKeyHMACSecret is IDENTITY_APIKEY_HMAC_SECRET; nil derives it from the master key.
 	APIKeyHMACSecret []byte
+	// SpanExporter, when not nil, receives every span synchronously as it
+	// ends (telemetry.Config.SpanExporter). No environment variable sets
+	// it: tests set it to an in-memory exporter to assert on traces.
+	SpanExporter sdktrace.SpanExporter
 }
 
 // ConfigError names the variable whose value is unusable.

@@ -17,8 +17,9 @@ import (
 // already used — the loser of such a race, or any later use — is a replay:
 // the whole session is revoked (reason "replay", identity.session.revoked.v1,
 // the revocation set) and identity.user.security_incident.v1 (kind
-// refresh_replay) is emitted; that revocation commits, and the call fails
-// with IDENT_REFRESH_REPLAY. The winner's new tokens die with the session.
+// refresh_replay) is emitted and counted in identity.security_incident.total;
+// that revocation commits, and the call fails with IDENT_REFRESH_REPLAY. The
+// winner's new tokens die with the session.
 //
 // The user and tenant are checked again: a user who is no longer active (or
 // no longer in the session's tenant) cannot refresh, and the session is
@@ -119,6 +120,11 @@ func (s *Service) refresh(ctx context.Context, raw string) (TokenResponse, error
 		return TokenResponse{}, err
 	}
 	s.countRevoked(ctx, revoked, reason)
+	if reason == ReasonReplay {
+		// Counted per committed incident event, also when the session was
+		// already revoked by an earlier replay.
+		s.metrics.SecurityIncidentDetected(ctx, IncidentRefreshReplay)
+	}
 	if failure != nil {
 		return TokenResponse{}, failure
 	}

@@ -27,7 +27,7 @@ type keyring struct {
 	rows     []StoredKey // last good rows, to rebuild when a retired key lapses while the store is down
 	pubs     map[string]published
 	signer   *Signer
-	activeAt time.Time
+	activeAt time.Time // when the signing key became active
 	doc      []byte
 	etag     string
 	// lapse is the earliest publishUntil among published retired keys (zero
@@ -101,6 +101,9 @@ func buildKeyring(rows []StoredKey, prev *keyring, w Wrapper, now time.Time, log
 				}
 				r.signer = &Signer{kid: k.KID, priv: priv}
 			}
+			// A row without activated_at (not written by this code) counts
+			// from its creation, which can only overstate its age.
+			r.activeAt = k.CreatedAt
 			if k.ActivatedAt != nil {
 				r.activeAt = *k.ActivatedAt
 			}

@@ -382,3 +382,15 @@ func (s *Service) Signer() (*Signer, error) {
 	}
 	return r.signer, nil
 }
+
+// ActiveKeyAge returns how long the active signing key has been active (the
+// identity.jwks.active_key_age gauge), read from the in-memory keyring, so
+// it costs no query; ok is false before Init. Keyring refreshes pick up a
+// rotation done by another instance within RefreshEvery.
+func (s *Service) ActiveKeyAge() (age time.Duration, ok bool) {
+	r := s.ring.Load()
+	if r == nil {
+		return 0, false
+	}
+	return max(s.clock.Now().Sub(r.activeAt), 0), true
+}

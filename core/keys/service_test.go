@@ -261,3 +261,32 @@ func TestNewServiceValidatesCron(t *testing.T) {
 	_, err := keys.NewService(nil, newMaster(t), nil, nil, nil, keys.Config{})
 	require.Error(t, err)
 }
+
+func TestActiveKeyAge(t *testing.T) {
+	db := dbtest.SQLite(t)
+	clock := core.NewFixedClock(t0)
+	master := newMaster(t)
+	svc := newService(t, persistence.NewKeyStore(db), master, clock, keys.Config{})
+	_, ok := svc.ActiveKeyAge()
+	require.False(t, ok, "nothing loaded before Init")
+	require.NoError(t, svc.Init(context.Background()))
+
+	age, ok := svc.ActiveKeyAge()
+	require.True(t, ok)
+	require.Zero(t, age)
+	clock.Advance(40 * 24 * time.Hour)
+	age, _ = svc.ActiveKeyAge()
+	require.Equal(t, 40*24*time.Hour, age)
+
+	// Rotation promotes the next key: the age starts again.
+	_, err := svc.Rotate(context.Background())
+	require.NoError(t, err)
+	clock.Advance(time.Hour)
+	age, _ = svc.ActiveKeyAge()
+	require.Equal(t, time.Hour, age)
+
+	// Another instance reads the same keyring.
+	other := initService(t, db, master, clock)
+	age, _ = other.ActiveKeyAge()
+	require.Equal(t, time.Hour, age)
+}

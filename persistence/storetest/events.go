@@ -23,6 +23,7 @@ func testEvents(t *testing.T, open dbtest.Opener) {
 	t.Run("list filters and pagination", func(t *testing.T) { testEventListing(t, open(t)) })
 	t.Run("fetch and mark published", func(t *testing.T) { testFetchAndMark(t, open(t)) })
 	t.Run("relay step", func(t *testing.T) { testRelayOutbox(t, open(t)) })
+	t.Run("outbox backlog", func(t *testing.T) { testOutboxBacklog(t, open(t)) })
 	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
 }
 
@@ -290,6 +291,49 @@ func testRelayOutbox(t *testing.T, db *persistence.DB) {
 		require.False(t, e.PublishedAt.IsZero())
 	}
 	require.Zero(t, hooks, "the relay's own commits must not wake it")
+}
+
+func testOutboxBacklog(t *testing.T, db *persistence.DB) {
+	ctx := context.Background()
+	pending, oldest, err := db.OutboxBacklog(ctx)
+	require.NoError(t, err)
+	require.Zero(t, pending)
+	require.True(t, oldest.IsZero())
+
+	tenant := core.NewID()
+	for i := range 3 {
+		addEvents(t, db, event("identity.test.v1", "s", tenant, i))
+	}
+	pending, oldest, err = db.OutboxBacklog(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), pending)
+	require.True(t, t0.Equal(oldest), "the head of the queue: %v", oldest)
+	require.Equal(t, time.UTC, oldest.Location())
+
+	n, err := db.RelayOutbox(ctx, 10, func() time.Time { return t0 }, func(ctx context.Context, evs []persistence.StoredEvent) (int, error) {
+		// Another connection is not blocked by the relay's row locks
+		// and still counts the rows being published.
+		p, o, err := db.OutboxBacklog(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, int64(3), p)
+		require.True(t, t0.Equal(o))
+		return 2, nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	pending, oldest, err = db.OutboxBacklog(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), pending)
+	require.True(t, t0.Add(2*time.Second).Equal(oldest))
+
+	_, err = db.RelayOutbox(ctx, 10, func() time.Time { return t0 }, func(ctx context.Context, evs []persistence.StoredEvent) (int, error) {
+		return len(evs), nil
+	})
+	require.NoError(t, err)
+	pending, oldest, err = db.OutboxBacklog(ctx)
+	require.NoError(t, err)
+	require.Zero(t, pending)
+	require.True(t, oldest.IsZero())
 }
 
 func testInbox(t *testing.T, db *persistence.DB) {

@@ -131,12 +131,17 @@ func (s *Service) FinishAssertion(ctx context.Context, userID string, state []by
 	return invalidAssertion(errors.New("sign counter did not increase"))
 }
 
-// counterRegression records the incident in its own transaction.
+// counterRegression records the incident in its own transaction and, once
+// it committed, counts it (identity.security_incident.total).
 func (s *Service) counterRegression(ctx context.Context, acc Account) error {
 	now := s.clock.Now()
-	return s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		return s.store.AddEvents(ctx, core.NewEvent(now, EventSecurityIncident, acc.ID, acc.TenantID, incidentData{
 			UserID: acc.ID, TenantID: acc.TenantID, Kind: IncidentCounterRegression, SessionID: "", IP: core.ClientIPFrom(ctx),
 		}))
 	})
+	if err == nil {
+		s.metrics.SecurityIncidentDetected(ctx, IncidentCounterRegression)
+	}
+	return err
 }

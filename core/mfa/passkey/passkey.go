@@ -18,6 +18,7 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/telemetry"
 )
 
 // MaxCredentials is the number of verified WebAuthn credentials a user may
@@ -127,9 +128,10 @@ type Factor struct {
 
 // Service runs the WebAuthn ceremonies.
 type Service struct {
-	store Store
-	clock core.Clock
-	wa    *webauthn.WebAuthn
+	store   Store
+	clock   core.Clock
+	wa      *webauthn.WebAuthn
+	metrics *telemetry.Metrics
 }
 
 // NewService validates cfg and returns the service.
@@ -168,6 +170,13 @@ func NewService(store Store, clock core.Clock, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("passkey: %w", err)
 	}
 	return &Service{store: store, clock: clock, wa: wa}, nil
+}
+
+// WithMetrics sets the instruments that count security incidents (nil, the
+// default, counts nothing) and returns s. Call it during wiring.
+func (s *Service) WithMetrics(m *telemetry.Metrics) *Service {
+	s.metrics = m
+	return s
 }
 
 // waUser adapts an account and its credentials to webauthn.User. The user

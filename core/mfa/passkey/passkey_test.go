@@ -10,11 +10,15 @@ import (
 
 	"github.com/descope/virtualwebauthn"
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/mfa/passkey"
 	"github.com/ghasi-ehealth/identity-service/messaging/eventtest"
 	"github.com/ghasi-ehealth/identity-service/persistence"
+	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
+	"github.com/ghasi-ehealth/identity-service/telemetry"
 )
 
 func TestNewServiceValidatesConfig(t *testing.T) {
@@ -297,6 +301,40 @@ func TestCounterRegression(t *testing.T) {
 		cred.Counter = 6
 		require.NoError(t, f.login(t, goodRP(), auth, *cred))
 	})
+}
+
+// TestCounterRegressionMetric: each committed incident is counted by kind.
+func TestCounterRegressionMetric(t *testing.T) {
+	f := newFixture(t, dbtest.SQLite(t))
+	reader := sdkmetric.NewManualReader()
+	m, err := telemetry.NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	require.NoError(t, err)
+	require.Same(t, f.svc, f.svc.WithMetrics(m))
+	auth := virtualwebauthn.NewAuthenticator()
+	auth.AddCredential(f.mustRegister(t, auth))
+	cred := &auth.Credentials[0]
+	cred.Counter = 5
+	require.NoError(t, f.login(t, goodRP(), auth, *cred))
+	for _, c := range []uint32{5, 3} {
+		cred.Counter = c
+		requireCode(t, f.login(t, goodRP(), auth, *cred), core.CodeMFAInvalidCode, core.KindUnauthenticated)
+	}
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	kinds := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, mt := range sm.Metrics {
+			if mt.Name == telemetry.MetricSecurityIncident {
+				for _, dp := range mt.Data.(metricdata.Sum[int64]).DataPoints {
+					v, _ := dp.Attributes.Value(telemetry.AttrKind)
+					kinds[v.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	require.Contains(t, telemetry.SecurityIncidentKinds, passkey.IncidentCounterRegression, "pre-initialised at 0")
+	require.Equal(t, int64(2), kinds[passkey.IncidentCounterRegression])
 }
 
 func TestConcurrentRegistrationsRespectLimit(t *testing.T) {
