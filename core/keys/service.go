@@ -37,6 +37,8 @@ type Service struct {
 	ring     atomic.Pointer[keyring]
 	reloadMu sync.Mutex // serializes reloads so an older read never replaces a newer one
 
+	catchUp catchUp // the reloads of VerificationKey (catchup.go)
+
 	caMu sync.Mutex // guards ca (DeviceCA)
 	ca   *deviceCA
 }

@@ -54,7 +54,7 @@ func NewVerifier(keys *keys.Service, issuer, audience string, clock core.Clock, 
 // A failing RevocationChecker is not the token's fault: its core error passes
 // through, and a foreign error becomes IDENT_UNAVAILABLE (fail closed).
 func (v *Verifier) Verify(ctx context.Context, raw string) (*core.Principal, error) {
-	c, restricted, err := v.parse(raw)
+	c, restricted, err := v.parse(ctx, raw)
 	if err != nil {
 		return nil, core.Unauthenticated(err)
 	}
@@ -108,15 +108,15 @@ type claimsIn struct {
 
 // parse checks raw and returns its claims and whether it is a restricted
 // enrolment credential (typ EnrollmentType).
-func (v *Verifier) parse(raw string) (*claimsIn, bool, error) {
-	c, typ, err := v.parseTyped(raw)
+func (v *Verifier) parse(ctx context.Context, raw string) (*claimsIn, bool, error) {
+	c, typ, err := v.parseTyped(ctx, raw)
 	if err != nil {
 		return nil, false, err
 	}
 	return c, typ == EnrollmentType, nil
 }
 
-func (v *Verifier) parseTyped(raw string) (*claimsIn, string, error) {
+func (v *Verifier) parseTyped(ctx context.Context, raw string) (*claimsIn, string, error) {
 	if len(raw) == 0 || len(raw) > maxTokenLen {
 		return nil, "", ErrMalformed
 	}
@@ -153,7 +153,9 @@ func (v *Verifier) parseTyped(raw string) (*claimsIn, string, error) {
 	if h.Crit != nil {
 		return nil, "", ErrCritical
 	}
-	pub, ok := v.keys.PublicKey(h.Kid)
+	// VerificationKey, not PublicKey: a kid this instance has not loaded
+	// yet may come from a rotation on another instance.
+	pub, ok := v.keys.VerificationKey(ctx, h.Kid)
 	if !ok {
 		return nil, "", ErrUnknownKey
 	}
