@@ -7,7 +7,7 @@ IDENTITY_BOOTSTRAP_ADMIN_EMAIL    ?= admin@identity.local
 IDENTITY_BOOTSTRAP_ADMIN_PASSWORD ?= change-me-on-first-login
 export IDENTITY_BOOTSTRAP_ADMIN_EMAIL IDENTITY_BOOTSTRAP_ADMIN_PASSWORD
 
-.PHONY: run build test generate check-generated lint bench fuzz clean
+.PHONY: run build test generate check-generated lint bench bench-all fuzz clean
 
 ## run: the service on its embedded default (SQLite, in-process cache and events) with a bootstrap admin
 run:
@@ -41,8 +41,13 @@ lint:
 	cd deploy/prometheus && $(GO) vet ./...
 	$(BUF) lint
 
-## bench: the benchmark suite (short profile); results go to docs/PERFORMANCE.md
+## bench: the short performance profile (Go benchmarks + cmd/identity-load against real
+## processes, ~4 min); results and targets are in docs/PERFORMANCE.md
 bench:
+	GO=$(GO) ./scripts/bench.sh
+
+## bench-all: every Go benchmark of the module
+bench-all:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./...
 
 ## fuzz: every fuzz target for FUZZTIME each (default 30s; go test fuzzes one target per run); a
