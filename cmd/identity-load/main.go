@@ -100,7 +100,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.Users, "users", 50, "users seeded for login/refresh (login goes round-robin over them; refresh worker i uses user i mod N)")
 	fs.IntVar(&c.Depth, "depth", 8, "depth of the seeded hierarchy chain (access-context and effective-licenses ask at its leaf)")
 	fs.IntVar(&c.Modules, "modules", 25, "modules assigned at every node of the chain (depth × modules assignments)")
-	fs.BoolVar(&c.SpoofIPs, "spoof-ips", false, "send X-Forwarded-For 198.18.x.y (random) so the per-IP login throttle does not trip; the server must trust the tool: IDENTITY_TRUSTED_PROXIES=127.0.0.1")
+	fs.BoolVar(&c.SpoofIPs, "spoof-ips", false, "send X-Forwarded-For 198.18.x.y (random) so logins come from many client addresses; the server must trust the tool: IDENTITY_TRUSTED_PROXIES=127.0.0.1")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as JSON on stdout (progress stays on stderr)")
 	fs.BoolVar(&c.RPCJSON, "rpc-json", false, "Connect calls with the JSON codec instead of binary protobuf")
 	fs.DurationVar(&c.LateThreshold, "late", time.Millisecond, "open loop: a request sent more than this after its scheduled time counts as late")
@@ -245,10 +245,6 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		logf("cannot prepare: %v", err)
 		return exitFailure
 	}
-	if need[scLogin] && !cfg.SpoofIPs && cfg.Concurrency > 6 {
-		logf("warning: %d workers log in from one IP without -spoof-ips: logins in flight beyond the per-IP limit (6) get 429 IDENT_RATE_LIMITED", cfg.Concurrency)
-	}
-
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {

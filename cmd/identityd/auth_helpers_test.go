@@ -226,6 +226,17 @@ func concurrently(t *testing.T, n int, do func(i int) outcome) []outcome {
 
 // tally counts outcomes by "status code" (e.g. "401 IDENT_REFRESH_REPLAY",
 // "200 ").
+// requireBurstBounded checks the outcomes of n concurrent failed logins at
+// one account from one address: between the IP limit (6) and the account
+// limit (10) reach the password check, every other one is refused.
+func requireBurstBounded(t *testing.T, got map[string]int, n int) {
+	t.Helper()
+	invalid := got["401 IDENT_INVALID_CREDENTIALS"]
+	require.GreaterOrEqual(t, invalid, 6, "%v", got)
+	require.LessOrEqual(t, invalid, 10, "%v", got)
+	require.Equal(t, n-invalid, got["429 IDENT_RATE_LIMITED"], "%v", got)
+}
+
 func tally(outcomes []outcome) map[string]int {
 	m := map[string]int{}
 	for _, o := range outcomes {

@@ -80,8 +80,11 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (resp TokenResponse,
 	}
 	resp, err = s.login(ctx, in, ip)
 	outcome = loginOutcome(err)
-	if c := core.CodeOf(err); err == nil || c == core.CodeOverloaded || c == core.CodeMFARequired {
+	switch c := core.CodeOf(err); {
+	case err == nil || c == core.CodeOverloaded || c == core.CodeMFARequired:
 		s.undo(ctx, hits)
+	case c == core.CodeInvalidCredentials:
+		s.failedFromIP(ctx, ip)
 	}
 	return resp, err
 }

@@ -9,35 +9,48 @@ import (
 	"github.com/ghasi-ehealth/identity-service/telemetry"
 )
 
-// throttle counts a login attempt under the client IP and the account before
-// any hash is computed, and refuses it with IDENT_RATE_LIMITED when either
-// count is over its limit. Counting first (one atomic Hit per key) is what
-// bounds the hashes parallel guesses can buy: of any number of concurrent
-// attempts at most the limit get a count within it. It returns the keys it
-// counted, for undo after a success.
+// throttle admits or refuses a login attempt before any hash is computed.
+//
+//   - Client IP: refused (IDENT_RATE_LIMITED) once the address has
+//     IPFailureLimit failures in the window (Peek); the attempt itself is
+//     counted only if it fails (failedFromIP). So correct logins, however
+//     many run at once behind one clinic's NAT address, never count and are
+//     never refused, and refused attempts do not extend a block.
+//   - Account: the attempt is counted before hashing (one atomic Hit), which
+//     bounds the hashes parallel guesses at one account can buy to
+//     AccountFailureLimit; it is taken back when the attempt turns out not
+//     to be a failure (undo), and at once when it is refused.
 //
 // An attempt from a blocked IP is not counted against the account, so one
-// noisy address cannot also lock out the accounts it names; an attempt
-// refused for the account stays counted against the IP.
+// noisy address cannot also lock out the accounts it names. It returns the
+// account key it counted.
 func (s *Service) throttle(ctx context.Context, ip, email string) ([]string, error) {
-	ik := ipKey(ip)
-	n, reset, err := s.limiter.Hit(ctx, ik, s.cfg.IPFailureWindow)
+	n, reset, err := s.limiter.Peek(ctx, ipKey(ip))
 	if err != nil {
 		return nil, dependencyError(err)
 	}
-	if n > int64(s.cfg.IPFailureLimit) {
+	if n >= int64(s.cfg.IPFailureLimit) {
 		return nil, rateLimited(reset)
 	}
 	ak := accountKey(email)
 	n, reset, err = s.limiter.Hit(ctx, ak, s.cfg.AccountFailureWindow)
 	if err != nil {
-		s.undo(ctx, []string{ik})
 		return nil, dependencyError(err)
 	}
 	if n > int64(s.cfg.AccountFailureLimit) {
+		s.undo(ctx, []string{ak})
 		return nil, rateLimited(reset)
 	}
-	return []string{ik, ak}, nil
+	return []string{ak}, nil
+}
+
+// failedFromIP counts a failed login against the client IP. A failing
+// limiter only loses the count, so it is logged.
+func (s *Service) failedFromIP(ctx context.Context, ip string) {
+	ctx = context.WithoutCancel(ctx)
+	if _, _, err := s.limiter.Hit(ctx, ipKey(ip), s.cfg.IPFailureWindow); err != nil {
+		s.log.WarnContext(ctx, "rate limiter hit failed", "error", err)
+	}
 }
 
 // undo takes back the hits of an attempt that turned out not to be a failure.

@@ -2,6 +2,8 @@ package auth_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"testing"
@@ -90,8 +92,9 @@ func TestThrottlePerAccount(t *testing.T) {
 	})
 }
 
-// TestThrottleParallelGuesses: however many guesses arrive at once, no more
-// hashes are computed than the limit allows.
+// TestThrottleParallelGuesses: however many guesses at one account arrive
+// at once, no more hashes are computed than the account limit allows (the
+// account is counted before hashing; the IP only after failures).
 func TestThrottleParallelGuesses(t *testing.T) {
 	forDialects(t, func(t *testing.T, e *env) {
 		ta := e.tenant(t, "a")
@@ -121,10 +124,69 @@ func TestThrottleParallelGuesses(t *testing.T) {
 				t.Errorf("unexpected: %v", err)
 			}
 		}
-		require.Equal(t, auth.DefaultIPFailureLimit, invalid)
-		require.Equal(t, n-auth.DefaultIPFailureLimit, limited)
-		require.Equal(t, int32(auth.DefaultIPFailureLimit), e.hasher.computed())
+		require.Equal(t, auth.DefaultAccountFailureLimit, invalid)
+		require.Equal(t, n-auth.DefaultAccountFailureLimit, limited)
+		require.Equal(t, int32(auth.DefaultAccountFailureLimit), e.hasher.computed())
+		// The IP is blocked now: its failures are past the IP limit.
+		_, err := e.svc.Login(ipCtx("203.0.113.70"), auth.LoginInput{Email: "other@example.org", Password: "x"})
+		requireCode(t, err, core.KindRateLimited, core.CodeRateLimited)
 	})
+}
+
+// TestThrottleNATBurst: many correct logins at once from one address (a
+// clinic behind NAT) are never refused and leave no count behind.
+func TestThrottleNATBurst(t *testing.T) {
+	e := newEnv(t, sqliteOnly)
+	ta := e.tenant(t, "a")
+	const n = 16
+	for i := range n {
+		e.user(t, ta, fmt.Sprintf("nurse%d@example.org", i), user.StatusActive)
+	}
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			_, err := e.svc.Login(ipCtx("203.0.113.90"), auth.LoginInput{Email: fmt.Sprintf("nurse%d@example.org", i), Password: goodPassword})
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	c, _, err := e.limiter.Peek(context.Background(), "login:ip:203.0.113.90")
+	require.NoError(t, err)
+	require.Zero(t, c)
+}
+
+// TestThrottleRefusalsDoNotExtendBlock: attempts refused while an address
+// is blocked are not counted, so the block ends when its failures expire.
+func TestThrottleRefusalsDoNotExtendBlock(t *testing.T) {
+	e := newEnv(t, sqliteOnly)
+	ta := e.tenant(t, "a")
+	e.user(t, ta, "ada@example.org", user.StatusActive)
+	ctx := ipCtx("203.0.113.95")
+	for i := range auth.DefaultIPFailureLimit {
+		_, err := e.svc.Login(ctx, auth.LoginInput{Email: fmt.Sprintf("guess%d@example.org", i), Password: "x"})
+		requireCode(t, err, core.KindUnauthenticated, core.CodeInvalidCredentials)
+	}
+	for range 3 {
+		e.clock.Advance(time.Minute)
+		for range 50 {
+			_, err := e.svc.Login(ctx, auth.LoginInput{Email: "ada@example.org", Password: goodPassword})
+			requireCode(t, err, core.KindRateLimited, core.CodeRateLimited)
+		}
+	}
+	e.clock.Advance(2 * time.Minute) // the failures' 5-minute window has passed
+	e.login(t, "ada@example.org", "203.0.113.95")
+	sum := sha256.Sum256([]byte("ada@example.org"))
+	n, _, err := e.limiter.Peek(context.Background(), "login:acct:"+hex.EncodeToString(sum[:16]))
+	require.NoError(t, err)
+	require.Zero(t, n, "refused attempts took back their account count")
 }
 
 func TestThrottleConfig(t *testing.T) {
