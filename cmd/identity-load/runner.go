@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -155,10 +156,31 @@ func runClosed(ctx context.Context, ops []op, pk picker, workers []*worker, mSta
 				if !t0.Before(mStart) {
 					record(ctx, w, i, err, time.Since(t0))
 				}
+				backOff(ctx, err, mEnd)
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// backOff honours Retry-After on 429/503 the way a well-behaved client
+// does (at most until the run ends), so a closed-loop storm measures the
+// server's shedding rather than a retry flood.
+func backOff(ctx context.Context, err error, until time.Time) {
+	var se *statusError
+	if !errors.As(err, &se) || se.RetryAfter <= 0 {
+		return
+	}
+	d := min(se.RetryAfter, time.Until(until))
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 func runOpen(ctx context.Context, ops []op, pk picker, workers []*worker, opts runOptions,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -30,6 +31,11 @@ type Hasher struct {
 	params         Params
 	sem            chan struct{}
 	acquireTimeout time.Duration
+	// waiting counts callers queued for a slot; hashNanos is a moving
+	// average of one hash's duration. Together they predict a newcomer's
+	// wait, so overflow is refused at once instead of after the timeout.
+	waiting   atomic.Int64
+	hashNanos atomic.Int64
 	// dummy is a PHC string with h's params, a random salt and a random key.
 	// VerifyDummy checks against it: the cost is that of a real Verify and
 	// no password can match it (finding one would mean inverting argon2id).
@@ -75,10 +81,9 @@ func (h *Hasher) Hash(ctx context.Context, plain string) (string, error) {
 	if err := h.acquire(ctx); err != nil {
 		return "", err
 	}
-	defer h.release()
 	salt := randomBytes(SaltLen)
 	p := h.params
-	key := argon2.IDKey([]byte(plain), salt, p.Time, p.Memory, p.Threads, KeyLen)
+	key := h.derive([]byte(plain), salt, p, KeyLen)
 	return phc{params: p, salt: salt, key: key}.encode(), nil
 }
 
@@ -121,10 +126,33 @@ func (h *Hasher) verify(ctx context.Context, plain string, stored phc) (bool, er
 	if err := h.acquire(ctx); err != nil {
 		return false, err
 	}
-	defer h.release()
 	p := stored.params
-	key := argon2.IDKey([]byte(plain), stored.salt, p.Time, p.Memory, p.Threads, uint32(len(stored.key)))
+	key := h.derive([]byte(plain), stored.salt, p, uint32(len(stored.key)))
 	return subtle.ConstantTimeCompare(key, stored.key) == 1, nil
+}
+
+// derive computes argon2id in the slot the caller acquired and releases
+// it, feeds the duration into the moving average, and then (outside the
+// slot) collects the finished hash's memory (p.Memory KiB, 64 MiB by
+// default) at once: left to the pacer, the garbage of finished hashes piles
+// up to twice the live heap during a login storm (peak RSS 381 MiB with 2
+// slots, 274 MiB with this; docs/PERFORMANCE.md). The live heap is a few
+// MiB plus the hashes in flight, which hold no pointers, so a cycle costs
+// little next to the hash.
+func (h *Hasher) derive(plain, salt []byte, p Params, keyLen uint32) []byte {
+	start := time.Now()
+	key := argon2.IDKey(plain, salt, p.Time, p.Memory, p.Threads, keyLen)
+	took := int64(time.Since(start))
+	h.release()
+	if avg := h.hashNanos.Load(); avg == 0 {
+		h.hashNanos.Store(took)
+	} else {
+		h.hashNanos.Store(avg + (took-avg)/8)
+	}
+	if p.Memory >= 8*1024 {
+		runtime.GC()
+	}
+	return key
 }
 
 // acquire takes a slot or returns the overload error. A request whose ctx
@@ -138,6 +166,14 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	case h.sem <- struct{}{}:
 		return nil
 	default:
+	}
+	// Refuse at once when the callers ahead would not be through within
+	// the timeout anyway (a storm): the client gets its 503 in
+	// microseconds, not after waiting in vain.
+	queued := h.waiting.Add(1)
+	defer h.waiting.Add(-1)
+	if avg := time.Duration(h.hashNanos.Load()); avg > 0 && time.Duration(queued)*avg/time.Duration(cap(h.sem)) > h.acquireTimeout {
+		return overloaded(fmt.Errorf("%d callers queued for %d password-hash slots", queued, cap(h.sem)))
 	}
 	timer := time.NewTimer(h.acquireTimeout)
 	defer timer.Stop()
@@ -172,11 +208,13 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-// MemoryBudget is the memory a process hashing with params in slots
-// parallel slots should stay within: slots × m plus 200 MiB for everything
-// else. identityd sets it as the Go soft memory limit (unless GOMEMLIMIT is
-// set), so the garbage collector reclaims finished hashes' 64 MiB blocks
-// before the heap doubles, and a login storm stays bounded.
+// MemoryBudget is the Go soft memory limit identityd sets (unless GOMEMLIMIT
+// is set) for hashing with params in slots parallel slots: slots × m plus
+// 160 MiB for everything else. The target for the whole process is slots × m
+// + 200 MiB (docs/PERFORMANCE.md); the limit is soft, so it sits 40 MiB
+// below to absorb the overshoot of a 64 MiB allocation landing while a
+// collection runs. With the collection after every hash (derive) a login
+// storm stays within the target.
 func MemoryBudget(params Params, slots int) int64 {
-	return int64(slots)*int64(params.Memory)*1024 + 200<<20
+	return int64(slots)*int64(params.Memory)*1024 + 160<<20
 }

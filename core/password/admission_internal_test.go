@@ -1,0 +1,46 @@
+package password
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ghasi-ehealth/identity-service/core"
+)
+
+// TestAcquireShedsAtOnce: when the callers already queued would not get a
+// slot within the timeout (queue × average hash time / slots), a newcomer
+// is refused at once with IDENT_OVERLOADED instead of after the timeout;
+// a short queue still waits for its slot.
+func TestAcquireShedsAtOnce(t *testing.T) {
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1, 2*time.Second)
+	h.hashNanos.Store(int64(time.Second))
+	h.sem <- struct{}{} // the one slot is busy
+
+	h.waiting.Store(2) // two ahead: 3 × 1 s > 2 s
+	start := time.Now()
+	err := h.acquire(context.Background())
+	require.Equal(t, core.CodeOverloaded, core.CodeOf(err))
+	require.Less(t, time.Since(start), 500*time.Millisecond, "refused without waiting")
+	require.Equal(t, int64(2), h.waiting.Load(), "the refused caller left the queue")
+
+	h.waiting.Store(0) // nobody ahead: 1 × 1 s ≤ 2 s, so it waits
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		h.release()
+	}()
+	require.NoError(t, h.acquire(context.Background()))
+	h.release()
+}
+
+// TestDeriveUpdatesAverage: every hash feeds the moving average the
+// admission check uses, and releases its slot.
+func TestDeriveUpdatesAverage(t *testing.T) {
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1, time.Second)
+	_, err := h.Hash(context.Background(), "correct horse")
+	require.NoError(t, err)
+	require.Positive(t, h.hashNanos.Load())
+	require.Empty(t, h.sem, "slot released")
+}
