@@ -14,6 +14,7 @@ import (
 // Store is what bootstrapping needs from persistence.
 type Store interface {
 	core.Transactor
+	core.EventSink
 	// SuperAdminExists reports whether any membership holds SUPER_ADMIN.
 	SuperAdminExists(ctx context.Context) (bool, error)
 	// TenantBySlug returns IDENT_NOT_FOUND when no tenant has slug.
@@ -51,7 +52,9 @@ type Result struct {
 
 // EnsureSuperAdmin creates the platform tenant (slug "platform") if missing
 // and an active SUPER_ADMIN with email and password, unless any SUPER_ADMIN
-// already exists (then it does nothing). Errors: IDENT_VALIDATION for a bad
+// already exists (then it does nothing). It emits identity.tenant.created.v1
+// (when it creates the tenant) and identity.membership.changed.v1 (actorId =
+// the new administrator) in the same transaction. Errors: IDENT_VALIDATION for a bad
 // email or a password shorter than 8 or longer than 128 characters,
 // IDENT_EMAIL_DUPLICATE when the email is taken in the platform tenant,
 // IDENT_OVERLOADED / IDENT_UNAVAILABLE from the hasher and the database.
@@ -78,10 +81,13 @@ func (s *Service) EnsureSuperAdmin(ctx context.Context, email, password string) 
 			return err
 		}
 		now := s.clock.Now()
+		var events []core.Event
 		tenant, err := s.store.TenantBySlug(ctx, core.PlatformTenantSlug)
 		if core.IsKind(err, core.KindNotFound) {
 			tenant = tenancy.Tenant{ID: core.NewID(), Slug: core.PlatformTenantSlug, Name: "Platform", CreatedAt: now, UpdatedAt: now}
 			err = s.store.CreateTenant(ctx, tenant)
+			events = append(events, core.NewEvent(now, tenancy.EventTenantCreated, tenant.ID, tenant.ID,
+				tenancy.TenantData{TenantID: tenant.ID, Name: tenant.Name, Slug: tenant.Slug}))
 		}
 		if err != nil {
 			return err
@@ -96,8 +102,14 @@ func (s *Service) EnsureSuperAdmin(ctx context.Context, email, password string) 
 		if err := s.store.AddMembership(ctx, core.Membership{UserID: u.ID, TenantID: tenant.ID, Roles: []string{core.RoleSuperAdmin}}); err != nil {
 			return err
 		}
+		// The first administrator has no actor but itself. (No
+		// identity.user.registered.v1: that event carries a verification
+		// link, and this user is active from the start.)
+		events = append(events, core.NewEvent(now, tenancy.EventMembershipChanged, u.ID, tenant.ID, tenancy.MembershipChangedData{
+			UserID: u.ID, TenantID: tenant.ID, Roles: []string{core.RoleSuperAdmin}, Change: tenancy.ChangeAdded, ActorID: u.ID,
+		}))
 		res = Result{Created: true, TenantID: tenant.ID, UserID: u.ID}
-		return nil
+		return s.store.AddEvents(ctx, events...)
 	})
 	if err != nil {
 		return Result{}, err

@@ -2,6 +2,7 @@ package bootstrap_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/bootstrap"
 	"github.com/ghasi-ehealth/identity-service/core/password"
+	"github.com/ghasi-ehealth/identity-service/core/tenancy"
+	"github.com/ghasi-ehealth/identity-service/messaging/eventtest"
 	"github.com/ghasi-ehealth/identity-service/persistence"
 	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 )
@@ -37,9 +40,21 @@ func TestEnsureSuperAdmin(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, platform.ID, res.TenantID)
 
+			// Its events, in the same transaction, valid against their schemas.
+			tenants := eventtest.RequireValidStored(t, store.DB, tenancy.EventTenantCreated)
+			require.Len(t, tenants, 1)
+			require.Equal(t, res.TenantID, tenants[0].Subject)
+			changes := eventtest.RequireValidStored(t, store.DB, tenancy.EventMembershipChanged)
+			require.Len(t, changes, 1)
+			var data tenancy.MembershipChangedData
+			require.NoError(t, json.Unmarshal(changes[0].Data, &data))
+			require.Equal(t, tenancy.MembershipChangedData{UserID: res.UserID, TenantID: res.TenantID,
+				Roles: []string{core.RoleSuperAdmin}, Change: tenancy.ChangeAdded, ActorID: res.UserID}, data)
+
 			again, err := svc.EnsureSuperAdmin(ctx, "other@example.org", "correct horse battery")
 			require.NoError(t, err)
 			require.False(t, again.Created, "a SUPER_ADMIN exists already")
+			require.Len(t, eventtest.RequireValidStored(t, store.DB, tenancy.EventMembershipChanged), 1, "nothing emitted the second time")
 
 			var hash string
 			require.NoError(t, store.Bun().QueryRowContext(ctx, "SELECT password_hash FROM users WHERE id = ?", res.UserID).Scan(&hash))
