@@ -42,7 +42,7 @@ lint:
 	$(BUF) lint
 
 ## bench: the short performance profile (Go benchmarks + cmd/identity-load against real
-## processes, ~4 min); results and targets are in docs/PERFORMANCE.md
+## processes, ~5 min); results and targets are in docs/PERFORMANCE.md
 bench:
 	GO=$(GO) ./scripts/bench.sh
 

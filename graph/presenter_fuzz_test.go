@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,40 +18,12 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/internal/errtest"
 )
 
 // causeMarker starts every cause FuzzPresentError builds, so a leaked cause
 // is recognisable whatever the fuzzed text around it.
 const causeMarker = "cause-marker-7f3a"
-
-// clientKinds are the kinds of the client's failures, with their generic
-// codes; every other kind is a server fault whose generic code is
-// IDENT_UNAVAILABLE or IDENT_INTERNAL.
-var clientKinds = map[core.Kind]string{
-	core.KindInvalid:         core.CodeValidation,
-	core.KindUnauthenticated: core.CodeUnauthenticated,
-	core.KindForbidden:       core.CodeForbidden,
-	core.KindNotFound:        core.CodeNotFound,
-	core.KindConflict:        core.CodeConflict,
-	core.KindUnprocessable:   core.CodeValidation,
-	core.KindRateLimited:     core.CodeRateLimited,
-}
-
-var contractCode = regexp.MustCompile(`^IDENT_[A-Z0-9_]+$`)
-
-// wantCode is the code a client must see for e.
-func wantCode(e *core.Error) string {
-	switch c, ok := clientKinds[e.Kind]; {
-	case contractCode.MatchString(e.Code):
-		return e.Code
-	case ok:
-		return c
-	case e.Kind == core.KindUnavailable:
-		return core.CodeUnavailable
-	default:
-		return core.CodeInternal
-	}
-}
 
 // FuzzPresentError runs arbitrary errors through the GraphQL error presenter
 // and the response hook that codes request errors: core errors of any kind
@@ -165,7 +136,7 @@ func FuzzPresentError(f *testing.F) {
 				require.Equal(t, msg, got.Message)
 			}
 		} else {
-			require.Equal(t, wantCode(want), gotCode, "the core code, or the kind's generic one")
+			require.Equal(t, errtest.WantCode(want), gotCode, "the core code, or the kind's generic one")
 			if utf8.ValidString(want.Msg) {
 				require.Equal(t, want.Msg, got.Message)
 			}
@@ -194,7 +165,7 @@ func FuzzPresentError(f *testing.F) {
 					require.Equal(t, wantVal, got.Extensions[xKey], "extra member %q", xKey)
 				}
 			}
-			if _, clientFault := clientKinds[want.Kind]; !clientFault {
+			if !errtest.ClientFault(want.Kind) {
 				require.Contains(t, logs.String(), causeMarker, "a server fault is logged with its cause")
 			}
 		}

@@ -15,8 +15,9 @@ import (
 // tenants' OpenID Providers, the links of users to their IdP accounts
 // (external identities) and the users a federated login finds or
 // provisions. InTx and AddEvents come from the embedded DB, so a change and
-// its event commit together. Statements are driver-bound (bound), since
-// they sit on the login path.
+// its event commit together. Its own statements are driver-bound (bound),
+// since they sit on the login path; the user methods delegate to UserStore
+// and ExchangeStore.
 //
 // Empty lists (Scopes, AllowedEmailDomains, ReturnURLs) and an empty
 // ClientSecret are stored as such and read back as empty, non-nil values,
@@ -166,10 +167,7 @@ func (s *FederationStore) InsertUser(ctx context.Context, u user.User) error {
 // providerLists encodes p's lists as JSON arrays (nil as []).
 func providerLists(p federation.Provider) (scopes, domains, urls string, err error) {
 	enc := func(list []string) (string, error) {
-		if list == nil {
-			list = []string{}
-		}
-		b, err := json.Marshal(list)
+		b, err := json.Marshal(nonNil(list))
 		if err != nil {
 			return "", core.Internal(err)
 		}
@@ -222,9 +220,7 @@ func oneProvider(rows *sql.Rows) (federation.Provider, error) {
 		if err := json.Unmarshal([]byte(f.text), f.dst); err != nil {
 			return federation.Provider{}, core.Internal(err)
 		}
-		if *f.dst == nil {
-			*f.dst = []string{}
-		}
+		*f.dst = nonNil(*f.dst)
 	}
 	if p.ClientSecret == nil {
 		p.ClientSecret = []byte{}

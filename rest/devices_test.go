@@ -20,7 +20,7 @@ import (
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/device"
-	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/keys/keystest"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/httpx"
@@ -34,12 +34,7 @@ func TestDeviceRoutes(t *testing.T) {
 	dir := persistence.NewDirectoryStore(db)
 	t0 := time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)
 	clock := core.NewFixedClock(t0)
-	mkb := make([]byte, keys.MasterKeySize)
-	_, _ = rand.Read(mkb)
-	mk, err := keys.NewMasterKey(mkb)
-	require.NoError(t, err)
-	ks, err := keys.NewService(persistence.NewKeyStore(db), mk, clock, nil, nil, keys.Config{})
-	require.NoError(t, err)
+	ks, _ := keystest.New(t, db, clock)
 	svc := device.NewService(persistence.NewDeviceStore(db), core.NewAuthorizer(dir), ks, clock, nil, device.Config{})
 
 	tenant := func(slug string) string {

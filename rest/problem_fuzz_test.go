@@ -10,7 +10,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/internal/errtest"
 	"github.com/ghasi-ehealth/identity-service/rest"
 )
 
@@ -39,42 +39,6 @@ var problemStatus = map[core.Kind]int{
 	core.KindRateLimited:     http.StatusTooManyRequests,
 	core.KindUnavailable:     http.StatusServiceUnavailable,
 	core.KindInternal:        http.StatusInternalServerError,
-}
-
-// genericCode is the contract's code of each kind for an error without a
-// contract code of its own; anything else is IDENT_INTERNAL.
-var genericCode = map[core.Kind]string{
-	core.KindInvalid:         core.CodeValidation,
-	core.KindUnauthenticated: core.CodeUnauthenticated,
-	core.KindForbidden:       core.CodeForbidden,
-	core.KindNotFound:        core.CodeNotFound,
-	core.KindConflict:        core.CodeConflict,
-	core.KindUnprocessable:   core.CodeValidation,
-	core.KindRateLimited:     core.CodeRateLimited,
-	core.KindUnavailable:     core.CodeUnavailable,
-}
-
-var contractCode = regexp.MustCompile(`^IDENT_[A-Z0-9_]+$`)
-
-// wantCode is the code a client must see for e.
-func wantCode(e *core.Error) string {
-	if contractCode.MatchString(e.Code) {
-		return e.Code
-	}
-	if c, ok := genericCode[e.Kind]; ok {
-		return c
-	}
-	return core.CodeInternal
-}
-
-// ceilSeconds is d in whole seconds, rounded up: a client told to wait this
-// long never retries too early.
-func ceilSeconds(d time.Duration) int64 {
-	s := int64(d / time.Second)
-	if d%time.Second != 0 {
-		s++
-	}
-	return s
 }
 
 // FuzzProblem renders arbitrary core errors — any kind (also out of range),
@@ -156,7 +120,7 @@ func FuzzProblem(f *testing.F) {
 		require.NoError(t, json.Unmarshal(body, &p))
 
 		require.Equal(t, status, p.Status)
-		require.Equal(t, wantCode(want), p.Code, "the core code, or the kind's generic one")
+		require.Equal(t, errtest.WantCode(want), p.Code, "the core code, or the kind's generic one")
 		require.Equal(t, rest.ProblemTypeBase+p.Code, p.Type)
 		require.NotEmpty(t, p.Title)
 		require.Equal(t, "req-1", p.RequestID)
@@ -170,7 +134,7 @@ func FuzzProblem(f *testing.F) {
 		// Retry-After: whole seconds, rounded up, header = member.
 		if want.RetryAfter > 0 {
 			require.NotNil(t, p.RetryAfter, "%s", body)
-			require.Equal(t, ceilSeconds(want.RetryAfter), int64(*p.RetryAfter))
+			require.Equal(t, errtest.CeilSeconds(want.RetryAfter), int64(*p.RetryAfter))
 			require.Equal(t, strconv.Itoa(*p.RetryAfter), rec.Header().Get("Retry-After"))
 		} else {
 			require.Nil(t, p.RetryAfter)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/internal/errtest"
 	identityv1 "github.com/ghasi-ehealth/identity-service/rpc/gen/identity/v1"
 	"github.com/ghasi-ehealth/identity-service/rpc/gen/identity/v1/identityv1connect"
 )
@@ -37,32 +37,6 @@ var connectCodeOf = map[core.Kind]connect.Code{
 	core.KindRateLimited:     connect.CodeResourceExhausted,
 	core.KindUnavailable:     connect.CodeUnavailable,
 	core.KindInternal:        connect.CodeInternal,
-}
-
-// genericCode is the contract's code of each kind for an error without a
-// contract code of its own; anything else is IDENT_INTERNAL.
-var genericCode = map[core.Kind]string{
-	core.KindInvalid:         core.CodeValidation,
-	core.KindUnauthenticated: core.CodeUnauthenticated,
-	core.KindForbidden:       core.CodeForbidden,
-	core.KindNotFound:        core.CodeNotFound,
-	core.KindConflict:        core.CodeConflict,
-	core.KindUnprocessable:   core.CodeValidation,
-	core.KindRateLimited:     core.CodeRateLimited,
-	core.KindUnavailable:     core.CodeUnavailable,
-}
-
-var contractCode = regexp.MustCompile(`^IDENT_[A-Z0-9_]+$`)
-
-// wantCode is the code a client must see for e.
-func wantCode(e *core.Error) string {
-	if contractCode.MatchString(e.Code) {
-		return e.Code
-	}
-	if c, ok := genericCode[e.Kind]; ok {
-		return c
-	}
-	return core.CodeInternal
 }
 
 func (c captureLog) reset() {
@@ -158,7 +132,7 @@ func FuzzConnectError(f *testing.F) {
 		require.Equal(t, wantConnect, ce.Code(), "error: %v", got)
 
 		// identity-error-code: the core code, or the kind's generic one.
-		ident := wantCode(want)
+		ident := errtest.WantCode(want)
 		require.Equal(t, ident, ce.Meta().Get(MetaErrorCode))
 		if utf8.ValidString(want.Msg) {
 			wantMsg := ident

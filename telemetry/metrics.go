@@ -110,7 +110,7 @@ type OutboxBacklog struct {
 
 // OutboxSource reads the outbox backlog. The gauges call it once per
 // collection (each /metrics scrape, each OTLP export) with a context bounded
-// by sourceTimeout, so it should be one cheap query.
+// by sourceTimeout, so it should be cheap (a few indexed queries).
 type OutboxSource func(ctx context.Context) (OutboxBacklog, error)
 
 // KeyAgeSource reports how long the active signing key has been active;
@@ -226,7 +226,8 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	// One callback for both outbox gauges, so a collection runs one query.
+	// One callback for both outbox gauges, so a collection reads the
+	// source once.
 	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		src := m.outbox.Load()
 		if src == nil {

@@ -253,7 +253,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("event bus: %w", err)
 	}
 	m.relay = messaging.NewRelay(m.db, m.bus.Publisher, tp.TracerProvider, m.logger)
-	// Gauges read at scrape time: the outbox backlog (one indexed query) and
+	// Gauges read at scrape time: the outbox backlog (two indexed queries) and
 	// the active signing key's age (in memory). See docs/OPERATIONS.md.
 	metrics.ObserveOutbox(func(ctx context.Context) (telemetry.OutboxBacklog, error) {
 		b, err := m.relay.Backlog(ctx)

@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -20,7 +19,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
-	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/keys/keystest"
 	"github.com/ghasi-ehealth/identity-service/core/password"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/token"
@@ -133,13 +132,7 @@ func newEnv(t testing.TB, open dbtest.Opener) *env {
 	t.Helper()
 	db := open(t)
 	clock := core.NewFixedClock(testT0)
-	master := make([]byte, keys.MasterKeySize)
-	_, _ = rand.Read(master)
-	mk, err := keys.NewMasterKey(master)
-	require.NoError(t, err)
-	ks, err := keys.NewService(persistence.NewKeyStore(db), mk, clock, nil, nil, keys.Config{})
-	require.NoError(t, err)
-	require.NoError(t, ks.Init(context.Background()))
+	ks, mk := keystest.New(t, db, clock)
 	e := &env{
 		db: db, sessions: persistence.NewSessionStore(db), users: persistence.NewUserStore(db),
 		dir: persistence.NewTenancyStore(db), clock: clock,

@@ -35,12 +35,14 @@ type LoginInput struct {
 // argon2id hash (a dummy one when there is no single user with a password),
 // so neither the answer nor its timing tells whether the account exists.
 //
-// Throttling happens before any hash: the attempt is counted under the
-// client IP (core.ClientIPFrom) and under the account (normalized email +
-// TenantID or "*"); when either count is over its limit the answer is
-// IDENT_RATE_LIMITED with RetryAfter — for a correct password too. A
-// successful login takes both counts back, so shared NATs do not accumulate
-// successes; an overloaded hasher takes them back as well.
+// Throttling happens before any hash (see throttle): the client IP
+// (core.ClientIPFrom) is refused once it has too many failures, and the
+// attempt is counted under the account (the normalized email, whatever the
+// TenantID); when either is over its limit the answer is IDENT_RATE_LIMITED
+// with RetryAfter — for a correct password too. Only a failed login
+// (IDENT_INVALID_CREDENTIALS) counts against the IP, so shared NATs do not
+// accumulate successes; a success, IDENT_MFA_REQUIRED or an overloaded
+// hasher takes the account count back.
 //
 // On success the session (absolute lifetime Config.SessionTTL), its first
 // refresh token, a rehash of an outdated password hash, and the events
@@ -73,7 +75,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (resp TokenResponse,
 	}()
 
 	ip := core.ClientIPFrom(ctx)
-	hits, err := s.throttle(ctx, ip, in.Email)
+	acct, err := s.throttle(ctx, ip, in.Email)
 	if err != nil {
 		outcome = loginOutcome(err)
 		return TokenResponse{}, err
@@ -82,7 +84,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (resp TokenResponse,
 	outcome = loginOutcome(err)
 	switch c := core.CodeOf(err); {
 	case err == nil || c == core.CodeOverloaded || c == core.CodeMFARequired:
-		s.undo(ctx, hits)
+		s.undo(ctx, acct)
 	case c == core.CodeInvalidCredentials:
 		s.failedFromIP(ctx, ip)
 	}
@@ -111,8 +113,9 @@ func (s *Service) login(ctx context.Context, in LoginInput, ip string) (TokenRes
 	if len(ua) > maxUserAgentLen {
 		ua = ua[:maxUserAgentLen]
 	}
+	eip := eventIP(ip)
 	if s.mfa != nil {
-		req := ChallengeRequest{User: u, ContextNodeID: in.ContextNodeID, IP: eventIP(ip), UserAgent: ua}
+		req := ChallengeRequest{User: u, ContextNodeID: in.ContextNodeID, IP: eip, UserAgent: ua}
 		if err := s.mfa.Challenge(ctx, req); err != nil {
 			return TokenResponse{}, err
 		}
@@ -126,7 +129,7 @@ func (s *Service) login(ctx context.Context, in LoginInput, ip string) (TokenRes
 			s.log.WarnContext(ctx, "password rehash skipped", "userId", u.ID, "error", err)
 		}
 	}
-	return s.openSession(ctx, u, core.TenantIDs(u.TenantID, ms), in.ContextNodeID, eventIP(ip), ua, newHash, passwordAMR())
+	return s.openSession(ctx, u, core.TenantIDs(u.TenantID, ms), in.ContextNodeID, eip, ua, newHash, passwordAMR())
 }
 
 // authenticate finds the one user the input names and verifies the password,

@@ -24,24 +24,24 @@ import (
 // An attempt from a blocked IP is not counted against the account, so one
 // noisy address cannot also lock out the accounts it names. It returns the
 // account key it counted.
-func (s *Service) throttle(ctx context.Context, ip, email string) ([]string, error) {
+func (s *Service) throttle(ctx context.Context, ip, email string) (string, error) {
 	n, reset, err := s.limiter.Peek(ctx, ipKey(ip))
 	if err != nil {
-		return nil, dependencyError(err)
+		return "", dependencyError(err)
 	}
 	if n >= int64(s.cfg.IPFailureLimit) {
-		return nil, rateLimited(reset)
+		return "", rateLimited(reset)
 	}
 	ak := accountKey(email)
 	n, reset, err = s.limiter.Hit(ctx, ak, s.cfg.AccountFailureWindow)
 	if err != nil {
-		return nil, dependencyError(err)
+		return "", dependencyError(err)
 	}
 	if n > int64(s.cfg.AccountFailureLimit) {
-		s.undo(ctx, []string{ak})
-		return nil, rateLimited(reset)
+		s.undo(ctx, ak)
+		return "", rateLimited(reset)
 	}
-	return []string{ak}, nil
+	return ak, nil
 }
 
 // failedFromIP counts a failed login against the client IP. A failing
@@ -53,15 +53,13 @@ func (s *Service) failedFromIP(ctx context.Context, ip string) {
 	}
 }
 
-// undo takes back the hits of an attempt that turned out not to be a failure.
-// A failing Undo only leaves the count one too high, so it is logged, not
-// returned.
-func (s *Service) undo(ctx context.Context, keys []string) {
+// undo takes back the hit under key of an attempt that turned out not to be
+// a failure. A failing Undo only leaves the count one too high, so it is
+// logged, not returned.
+func (s *Service) undo(ctx context.Context, key string) {
 	ctx = context.WithoutCancel(ctx)
-	for _, k := range keys {
-		if err := s.limiter.Undo(ctx, k); err != nil {
-			s.log.WarnContext(ctx, "rate limiter undo failed", "error", err)
-		}
+	if err := s.limiter.Undo(ctx, key); err != nil {
+		s.log.WarnContext(ctx, "rate limiter undo failed", "error", err)
 	}
 }
 

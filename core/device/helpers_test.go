@@ -19,7 +19,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/device"
-	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/keys/keystest"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/persistence"
@@ -63,12 +63,7 @@ func newEnv(t *testing.T, open dbtest.Opener, cfg device.Config) *env {
 	db := open(t)
 	ctx := context.Background()
 	clock := core.NewFixedClock(t0)
-	b := make([]byte, keys.MasterKeySize)
-	_, _ = rand.Read(b)
-	mk, err := keys.NewMasterKey(b)
-	require.NoError(t, err)
-	ks, err := keys.NewService(persistence.NewKeyStore(db), mk, clock, nil, nil, keys.Config{})
-	require.NoError(t, err)
+	ks, _ := keystest.New(t, db, clock)
 	reader := sdkmetric.NewManualReader()
 	m, err := telemetry.NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	require.NoError(t, err)

@@ -23,7 +23,7 @@ import (
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/exchange"
-	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/keys/keystest"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/token"
 	"github.com/ghasi-ehealth/identity-service/core/user"
@@ -143,13 +143,7 @@ func newFixture(t *testing.T) *fixture {
 	f.key = f.kc.addKey(t, "k1", false)
 	f.clock = core.NewFixedClock(time.Now().Truncate(time.Second))
 
-	b := make([]byte, keys.MasterKeySize)
-	_, _ = rand.Read(b)
-	master, err := keys.NewMasterKey(b)
-	require.NoError(t, err)
-	ks, err := keys.NewService(persistence.NewKeyStore(f.db), master, f.clock, nil, nil, keys.Config{})
-	require.NoError(t, err)
-	require.NoError(t, ks.Init(ctx))
+	ks, _ := keystest.New(t, f.db, f.clock)
 	issuer := token.NewIssuer(ks, platformIssuer, platformAudience, f.clock, 0)
 	f.verifier = token.NewVerifier(ks, platformIssuer, platformAudience, f.clock, nil)
 

@@ -226,6 +226,26 @@ func TestCallIdPTimeoutCounts(t *testing.T) {
 	require.True(t, d.open("p1"))
 }
 
+// A caller that goes away mid-call (its context canceled, with the probe
+// marked by the aborted round trip) counts neither way.
+func TestCallIdPCallerGoneDoesNotCount(t *testing.T) {
+	d := newIdPs(2, time.Hour)
+	for range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := callIdP(ctx, d, "p1", func(ctx context.Context) (int, error) {
+			ctx.Value(probeKey{}).(*healthProbe).failed.Store(true)
+			cancel()
+			return 0, ctx.Err()
+		})
+		requireCode(t, core.CodeFederationUnavailable, err)
+		require.ErrorIs(t, err, errCallerGone)
+		require.NotErrorIs(t, err, errIdPDown)
+	}
+	require.False(t, d.open("p1"))
+	require.Zero(t, d.breaker("p1").Counts().ConsecutiveFailures)
+	require.Zero(t, d.breaker("p1").Counts().ConsecutiveSuccesses)
+}
+
 // Only one trial call runs while half-open; a success closes the breaker.
 func TestCallIdPHalfOpen(t *testing.T) {
 	d := newIdPs(1, 20*time.Millisecond)

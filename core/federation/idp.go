@@ -25,6 +25,11 @@ const (
 // properly (transport error or 5xx); only these count against the breaker.
 var errIdPDown = errors.New("federation: identity provider unreachable")
 
+// errCallerGone marks an operation cut short because the caller's own
+// context ended (a client that disconnected): it says nothing about the IdP
+// and is neither a failure nor a success for the breaker.
+var errCallerGone = errors.New("federation: caller gone")
+
 // ErrCircuitOpen is the cause of IDENT_FEDERATION_UNAVAILABLE while a
 // provider's breaker is open.
 var ErrCircuitOpen = errors.New("federation: circuit open")
@@ -113,6 +118,7 @@ func (d *idps) breaker(providerID string) *gobreaker.CircuitBreaker[any] {
 			// Only an IdP that does not answer counts; a rejected code or
 			// token is the user's problem, not the provider's.
 			IsSuccessful: func(err error) bool { return err == nil || !errors.Is(err, errIdPDown) },
+			IsExcluded:   func(err error) bool { return errors.Is(err, errCallerGone) },
 		})
 		d.breakers[providerID] = cb
 	}
@@ -126,13 +132,18 @@ func (d *idps) open(providerID string) bool {
 
 // callIdP runs op through the provider's breaker. op's failure is an IdP
 // failure when its probe saw a transport error or a 5xx (or it timed out);
-// that yields IDENT_FEDERATION_UNAVAILABLE, as does an open breaker. Other
-// failures are returned as they are.
+// that yields IDENT_FEDERATION_UNAVAILABLE, as does an open breaker. A
+// failure after ctx itself ended (the client went away) is not counted
+// either way and also yields IDENT_FEDERATION_UNAVAILABLE. Other failures
+// are returned as they are.
 func callIdP[T any](ctx context.Context, d *idps, providerID string, op func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	out, err := d.breaker(providerID).Execute(func() (any, error) {
 		pctx, probe := withProbe(ctx)
 		r, err := op(pctx)
+		if err != nil && ctx.Err() != nil {
+			return nil, errors.Join(errCallerGone, err)
+		}
 		if err != nil && (probe.failed.Load() || errors.Is(err, context.DeadlineExceeded)) {
 			return nil, errors.Join(errIdPDown, err)
 		}
@@ -141,7 +152,7 @@ func callIdP[T any](ctx context.Context, d *idps, providerID string, op func(ctx
 	switch {
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
 		return zero, unavailable(errors.Join(ErrCircuitOpen, err))
-	case errors.Is(err, errIdPDown):
+	case errors.Is(err, errIdPDown), errors.Is(err, errCallerGone):
 		return zero, unavailable(err)
 	case err != nil:
 		return zero, err

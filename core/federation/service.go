@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/client"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 )
 
@@ -103,8 +103,6 @@ type ProviderInput struct {
 	ReturnURLs          []string
 }
 
-var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
-
 // maxSecretLen bounds client secrets (they are sealed and stored).
 const maxSecretLen = 1024
 
@@ -164,7 +162,7 @@ func (s *Service) validateProvider(in ProviderInput) (Provider, error) {
 	if !core.ValidID(p.TenantID) {
 		fields["tenantId"] = "must be a UUID"
 	}
-	if !slugPattern.MatchString(p.Slug) {
+	if !tenancy.ValidSlug(p.Slug) { // provider slugs follow the tenant slug rules
 		fields["slug"] = "1 to 63 lower-case letters, digits or '-', not at either end"
 	}
 	if reason := s.issuerProblem(p.Issuer); reason != "" {

@@ -42,7 +42,7 @@ type catchUp struct {
 // failures).
 func (s *Service) VerificationKey(ctx context.Context, kid string) (*rsa.PublicKey, bool) {
 	if p, ok := s.ring.Load().lookup(kid); ok && p.state != StateNext {
-		return s.PublicKey(kid)
+		return s.usable(p) // the common path: one lookup, no lock
 	}
 	s.catchUpReload(ctx)
 	return s.PublicKey(kid)

@@ -370,6 +370,12 @@ func (s *Service) PublicKey(kid string) (*rsa.PublicKey, bool) {
 	if !ok {
 		return nil, false
 	}
+	return s.usable(p)
+}
+
+// usable returns p's key unless p is a retired key whose publish window has
+// ended.
+func (s *Service) usable(p published) (*rsa.PublicKey, bool) {
 	if !p.publishUntil.IsZero() && !s.clock.Now().Before(p.publishUntil) {
 		return nil, false
 	}

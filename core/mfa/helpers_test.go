@@ -2,7 +2,6 @@ package mfa_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/audit"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
-	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/keys/keystest"
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
 	"github.com/ghasi-ehealth/identity-service/core/password"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
@@ -67,13 +66,7 @@ func newEnv(t testing.TB, open dbtest.Opener) *env {
 	t.Helper()
 	db := open(t)
 	clock := core.NewFixedClock(testT0)
-	b := make([]byte, keys.MasterKeySize)
-	_, _ = rand.Read(b)
-	mk, err := keys.NewMasterKey(b)
-	require.NoError(t, err)
-	ks, err := keys.NewService(persistence.NewKeyStore(db), mk, clock, nil, nil, keys.Config{})
-	require.NoError(t, err)
-	require.NoError(t, ks.Init(context.Background()))
+	ks, mk := keystest.New(t, db, clock)
 	e := &env{db: db, users: persistence.NewUserStore(db), dir: persistence.NewTenancyStore(db), clock: clock,
 		webauthn: &fakeWebAuthn{creds: map[string]int{}}}
 	issuer := token.NewIssuer(ks, testIssuer, testAudience, clock, 0)

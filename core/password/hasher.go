@@ -75,8 +75,9 @@ func (h *Hasher) Params() Params { return h.params }
 // caller's business; Hash accepts any string.
 //
 // Errors: a *core.Error with Kind KindUnavailable and Code CodeOverloaded
-// (RetryAfter set) when no slot is free within the acquire timeout or ctx
-// ends first; when ctx ended, the error also wraps ctx.Err().
+// (RetryAfter set) when no slot is free within the acquire timeout, at once
+// when the callers already queued predict a longer wait than that, or when
+// ctx ends first; when ctx ended, the error also wraps ctx.Err().
 func (h *Hasher) Hash(ctx context.Context, plain string) (string, error) {
 	if err := h.acquire(ctx); err != nil {
 		return "", err

@@ -1751,11 +1751,11 @@ type Mutation {
   removeMembership(userId: ID!, tenantId: ID!, nodeId: ID): Boolean!
   "Admin of the tenant; the user starts pending_verification; emits identity.user.registered.v1."
   createUser(input: CreateUserInput!): User!
-  "Admin; revokes every session; emits identity.user.suspended.v1."
+  "Admin; revokes every session and every device (binding certificates join the CRL); emits identity.user.suspended.v1."
   suspendUser(id: ID!): User!
   "Admin; emits identity.user.reactivated.v1."
   reactivateUser(id: ID!): User!
-  "Admin; GDPR erasure: deactivated, names and email emptied; idempotent; emits identity.user.deactivated.v1."
+  "Admin; GDPR erasure: deactivated, names and email emptied, sessions and devices revoked, second factors and IdP links deleted, personal data redacted from stored events; idempotent; emits identity.user.deactivated.v1."
   eraseUser(id: ID!): User!
   "Admin of the user's tenant: delete every second factor and recovery code of the user (lost phone); emits identity.user.mfa_reset.v1."
   resetMfaFactors(userId: ID!): Boolean!

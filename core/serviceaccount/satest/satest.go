@@ -5,7 +5,6 @@ package satest
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/ghasi-ehealth/identity-service/cache"
 	"github.com/ghasi-ehealth/identity-service/core"
-	"github.com/ghasi-ehealth/identity-service/core/keys"
+	"github.com/ghasi-ehealth/identity-service/core/keys/keystest"
 	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/token"
@@ -54,13 +53,7 @@ func New(t testing.TB, open dbtest.Opener) *Env {
 	t.Helper()
 	db := open(t)
 	clock := core.NewFixedClock(T0)
-	b := make([]byte, keys.MasterKeySize)
-	_, _ = rand.Read(b)
-	master, err := keys.NewMasterKey(b)
-	require.NoError(t, err)
-	ks, err := keys.NewService(persistence.NewKeyStore(db), master, clock, nil, nil, keys.Config{})
-	require.NoError(t, err)
-	require.NoError(t, ks.Init(context.Background()))
+	ks, master := keystest.New(t, db, clock)
 	e := &Env{
 		DB: db, Store: persistence.NewServiceAccountStore(db), Dir: persistence.NewTenancyStore(db), Clock: clock,
 		Limiter:  cache.NewLocalLimiter(clock),
