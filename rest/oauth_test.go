@@ -96,8 +96,8 @@ func TestOAuthTokenEndpoint(t *testing.T) {
 		status            int
 		code              string
 	}{
-		"wrong secret (post)":   {formType, form("grant_type", "client_credentials", "client_id", id, "client_secret", "x"+secret[1:]), nil, 401, "invalid_client"},
-		"wrong secret (basic)":  {formType, form("grant_type", "client_credentials"), []string{id, "x" + secret[1:]}, 401, "invalid_client"},
+		"wrong secret (post)":   {formType, form("grant_type", "client_credentials", "client_id", id, "client_secret", satest.WrongSecret(secret)), nil, 401, "invalid_client"},
+		"wrong secret (basic)":  {formType, form("grant_type", "client_credentials"), []string{id, satest.WrongSecret(secret)}, 401, "invalid_client"},
 		"unknown client":        {formType, form("grant_type", "client_credentials", "client_id", "sa_AAAAAAAAAAAAAAAAAAAA", "client_secret", secret), nil, 401, "invalid_client"},
 		"no client credentials": {formType, form("grant_type", "client_credentials"), nil, 401, "invalid_client"},
 		"unsupported grant":     {formType, form("grant_type", "password", "client_id", id, "client_secret", secret), nil, 400, "unsupported_grant_type"},

@@ -27,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ghasi-ehealth/identity-service/core/apikey"
+	"github.com/ghasi-ehealth/identity-service/core/serviceaccount/satest"
 	"github.com/ghasi-ehealth/identity-service/internal/oidctest"
 	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 	identityv1 "github.com/ghasi-ehealth/identity-service/rpc/gen/identity/v1"
@@ -139,7 +140,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 	s.tokenRequest(t, "application/json", map[string]string{"grant_type": "client_credentials", "client_id": sa.ClientID,
 		"client_secret": sa.ClientSecret}, nil).decode(t, http.StatusOK, &jsonGrant)
 	secrets["json client token"] = jsonGrant.AccessToken
-	wrongSecret := sa.ClientSecret[:len(sa.ClientSecret)-4] + "AAAA"
+	wrongSecret := satest.WrongSecret(sa.ClientSecret)
 	secrets["wrong client secret"] = wrongSecret
 	requireOAuthError(t, s.tokenRequest(t, "", map[string]string{"grant_type": "client_credentials", "client_id": sa.ClientID,
 		"client_secret": wrongSecret}, nil), http.StatusUnauthorized, "invalid_client")

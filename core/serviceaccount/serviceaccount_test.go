@@ -135,7 +135,7 @@ func TestClientCredentials(t *testing.T) {
 			code   string
 			status int
 		}{
-			"wrong secret":      {grant(c.Account.ClientID, "A"+c.ClientSecret[1:]), serviceaccount.ErrInvalidClient, 401},
+			"wrong secret":      {grant(c.Account.ClientID, satest.WrongSecret(c.ClientSecret)), serviceaccount.ErrInvalidClient, 401},
 			"unknown client":    {grant("sa_AAAAAAAAAAAAAAAAAAAA", c.ClientSecret), serviceaccount.ErrInvalidClient, 401},
 			"malformed client":  {grant("someone", c.ClientSecret), serviceaccount.ErrInvalidClient, 401},
 			"no secret":         {grant(c.Account.ClientID, ""), serviceaccount.ErrInvalidClient, 401},
@@ -161,7 +161,7 @@ func TestFailedAuthenticationsAreThrottled(t *testing.T) {
 	e := satest.New(t, dbtest.SQLite)
 	ctx := context.Background()
 	c := e.Create(t, e.Tenant(t, "thr"), scope.UsersRead)
-	wrong := grant(c.Account.ClientID, "A"+c.ClientSecret[1:])
+	wrong := grant(c.Account.ClientID, satest.WrongSecret(c.ClientSecret))
 	for range serviceaccount.FailureLimit {
 		oe := requireOAuth(t, tokenErr(e.Svc.ClientCredentials(ctx, wrong)), serviceaccount.ErrInvalidClient, 401)
 		require.Zero(t, oe.RetryAfter)

@@ -129,3 +129,18 @@ func (e *Env) RequireServiceToken(t testing.TB, raw string, a serviceaccount.Acc
 	require.EqualValues(t, 15*60, c["exp"].(float64)-c["iat"].(float64))
 	return p
 }
+
+// WrongSecret returns secret with its first character replaced by a
+// different one, so the result is never the secret itself (replacing it
+// with a fixed character would be a no-op whenever the random secret
+// already starts with that character).
+func WrongSecret(secret string) string {
+	first := byte('A')
+	if secret != "" && secret[0] == first {
+		first = 'B'
+	}
+	if secret == "" {
+		return string(first)
+	}
+	return string(first) + secret[1:]
+}
