@@ -55,9 +55,9 @@ const (
 	pgForeignKeyViolation = "23503"
 	pgCheckViolation      = "23514"
 	pgNotNullViolation    = "23502"
-	pgInvalidText         = "22P02"
 	pgSerialization       = "40001"
 	pgDeadlock            = "40P01"
+	pgDataExceptionClass  = "22"
 )
 
 func translatePostgres(e *pgconn.PgError) error {
@@ -66,7 +66,7 @@ func translatePostgres(e *pgconn.PgError) error {
 		return &core.Error{Kind: core.KindConflict, Code: core.CodeConflict, Msg: "already exists", Err: uniqueViolation{constraint: e.ConstraintName, cause: e}}
 	case pgForeignKeyViolation:
 		return core.Wrap(e, core.KindNotFound, core.CodeNotFound, "a referenced resource does not exist")
-	case pgCheckViolation, pgNotNullViolation, pgInvalidText:
+	case pgCheckViolation, pgNotNullViolation:
 		return core.Wrap(e, core.KindInvalid, core.CodeValidation, "invalid value")
 	case pgSerialization, pgDeadlock:
 		return core.Wrap(e, core.KindConflict, core.CodeConflict, "concurrent update; retry")
@@ -74,6 +74,12 @@ func translatePostgres(e *pgconn.PgError) error {
 	// Class 08 is connection exceptions, 57P is operator intervention (shutdown).
 	if len(e.Code) >= 2 && (e.Code[:2] == "08" || e.Code[:3] == "57P" || e.Code[:2] == "53") {
 		return core.Unavailable(e)
+	}
+	// Class 22 is a value the column cannot hold (a NUL byte in text, a string
+	// over its length, a number out of range): the caller's input, not a
+	// server fault. Core validates first; this keeps a missed case off 500.
+	if len(e.Code) >= 2 && e.Code[:2] == pgDataExceptionClass {
+		return core.Wrap(e, core.KindInvalid, core.CodeValidation, "invalid value")
 	}
 	return core.Internal(e)
 }

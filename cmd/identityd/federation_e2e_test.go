@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +100,24 @@ func testFederatedLogin(t *testing.T, env map[string]string) {
 		nonce3, third := f.authorizeNonce(t, "")
 		f.idp.SetNonceOverride(nonce3)
 		requireTokenResponse(t, getRaw(t, third.String()))
+	})
+
+	t.Run("hostile ID token claims are refused or cleaned, never a 500", func(t *testing.T) {
+		for name, sub := range map[string]string{
+			"NUL in subject":     "evil\x00sub",
+			"subject over 255 B": strings.Repeat("s", 256),
+			"control in subject": "line\nbreak",
+		} {
+			t.Run(name, func(t *testing.T) {
+				f.idp.SetUser(oidctest.User{Subject: sub, Email: "hostile@corp.example", EmailVerified: true})
+				requireProblem(t, f.login(t), http.StatusUnauthorized, "IDENT_INVALID_CREDENTIALS")
+			})
+		}
+		require.Zero(t, s.count(t, "SELECT COUNT(*) FROM users WHERE email = ?", "hostile@corp.example"))
+		// Names the user directory cannot hold fall back instead of failing the login.
+		f.idp.SetUser(oidctest.User{Subject: "names-1", Email: "names@corp.example", EmailVerified: true,
+			GivenName: "Nul\x00Name", FamilyName: strings.Repeat("x", 500)})
+		requireTokenResponse(t, f.login(t))
 	})
 
 	t.Run("the IdP refuses", func(t *testing.T) {

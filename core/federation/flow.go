@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -26,6 +28,7 @@ var (
 	ErrIdPRefused      = errors.New("federation: the IdP returned an error")
 	ErrCodeRejected    = errors.New("federation: code exchange or ID token rejected")
 	ErrNoEmail         = errors.New("federation: the IdP shared no usable email")
+	ErrBadSubject      = errors.New("federation: the ID token's subject is empty, over 255 bytes or not printable UTF-8")
 	ErrUnknownCode     = errors.New("federation: unknown, used or expired login code")
 )
 
@@ -206,6 +209,9 @@ func (s *Service) Callback(ctx context.Context, in CallbackInput) (CallbackResul
 	if err != nil {
 		return CallbackResult{}, err
 	}
+	if !validSubject(c.Subject) {
+		return CallbackResult{}, invalidCredentials(ErrBadSubject)
+	}
 	if !user.ValidEmail(c.Email) {
 		return CallbackResult{}, invalidCredentials(ErrNoEmail)
 	}
@@ -246,6 +252,13 @@ func (s *Service) takeFlow(ctx context.Context, state string) (flowRecord, error
 type claims struct {
 	Issuer, Subject, Email, GivenName, FamilyName string
 	EmailVerified                                 bool
+}
+
+// validSubject reports whether sub can be stored and shown: OpenID Connect
+// Core §5.1 bounds it at 255 ASCII characters; beyond that it must be
+// printable UTF-8 (Postgres refuses a NUL byte in text).
+func validSubject(sub string) bool {
+	return sub != "" && len(sub) <= 255 && utf8.ValidString(sub) && !strings.ContainsFunc(sub, unicode.IsControl)
 }
 
 // exchange redeems the code with the flow's verifier and verifies the ID
