@@ -49,10 +49,7 @@ func (s *Service) OpenFederatedSession(ctx context.Context, userID, ip, userAgen
 	if err != nil {
 		return TokenResponse{}, err
 	}
-	if len(userAgent) > maxUserAgentLen {
-		userAgent = userAgent[:maxUserAgentLen]
-	}
-	resp, err = s.openSession(ctx, u, core.TenantIDs(u.TenantID, ms), "", eventIP(ip), userAgent, "", []string{token.AMRFed})
+	resp, err = s.openSession(ctx, u, core.TenantIDs(u.TenantID, ms), "", eventIP(ip), core.CleanText(userAgent, maxUserAgentLen), "", []string{token.AMRFed})
 	outcome = loginOutcome(err)
 	return resp, err
 }

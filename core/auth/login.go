@@ -109,10 +109,7 @@ func (s *Service) login(ctx context.Context, in LoginInput, ip string) (TokenRes
 			return TokenResponse{}, errInvalidCredentials(ErrContextNode)
 		}
 	}
-	ua := in.UserAgent
-	if len(ua) > maxUserAgentLen {
-		ua = ua[:maxUserAgentLen]
-	}
+	ua := core.CleanText(in.UserAgent, maxUserAgentLen)
 	eip := eventIP(ip)
 	if s.mfa != nil {
 		req := ChallengeRequest{User: u, ContextNodeID: in.ContextNodeID, IP: eip, UserAgent: ua}
