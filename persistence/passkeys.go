@@ -23,7 +23,7 @@ var _ passkey.Store = (*PasskeyStore)(nil)
 // NewPasskeyStore returns the WebAuthn repository on db.
 func NewPasskeyStore(db *DB) *PasskeyStore { return &PasskeyStore{DB: db} }
 
-const passkeyColumns = `id, user_id, credential_id, public_key, sign_count, aaguid, transports, attestation_type, created_at, verified_at, last_used_at`
+const passkeyColumns = `id, user_id, credential_id, public_key, sign_count, aaguid, transports, attestation_type, created_at, verified_at, last_used_at, backup_eligible, backup_state`
 
 // PasskeyAccount returns the user's id, tenant, email and names, or
 // IDENT_NOT_FOUND (also for a malformed id). Errors: IDENT_UNAVAILABLE.
@@ -62,10 +62,14 @@ func (s *PasskeyStore) PasskeyCredentials(ctx context.Context, userID string) ([
 			transports string
 			verified   sql.NullTime
 			lastUsed   sql.NullTime
+			eligible   sql.NullBool
 		)
 		if err := rows.Scan(&c.FactorID, &c.UserID, &c.CredentialID, &c.PublicKey, &count, &c.AAGUID, &transports,
-			&c.AttestationType, &c.CreatedAt, &verified, &lastUsed); err != nil {
+			&c.AttestationType, &c.CreatedAt, &verified, &lastUsed, &eligible, &c.BackupState); err != nil {
 			return nil, translate(err)
+		}
+		if eligible.Valid {
+			c.BackupEligible = &eligible.Bool
 		}
 		c.SignCount = uint32(count)
 		if transports != "" {
@@ -137,25 +141,28 @@ func (s *PasskeyStore) InsertPasskey(ctx context.Context, c passkey.Credential) 
 	}
 	_, err = s.bound(ctx).ExecContext(ctx,
 		`INSERT INTO mfa_factors (id, user_id, type, credential_id, public_key, sign_count, aaguid, transports,
-		 attestation_type, created_at, verified_at, last_used_at) VALUES (?, ?, 'webauthn', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 attestation_type, created_at, verified_at, last_used_at, backup_eligible, backup_state)
+		 VALUES (?, ?, 'webauthn', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.FactorID, c.UserID, c.CredentialID, c.PublicKey, int64(c.SignCount), c.AAGUID, string(tj),
-		c.AttestationType, c.CreatedAt.UTC(), c.VerifiedAt.UTC(), utcPtr(c.LastUsedAt))
+		c.AttestationType, c.CreatedAt.UTC(), c.VerifiedAt.UTC(), utcPtr(c.LastUsedAt), c.BackupEligible, c.BackupState)
 	return translate(err)
 }
 
 // AdvancePasskeyCounter moves sign_count forward to count (and sets
-// last_used_at) in one conditional UPDATE that matches only while the stored
-// count is lower, or both are 0 (an authenticator without a counter); it
-// reports whether it matched. Errors: IDENT_UNAVAILABLE.
-func (s *PasskeyStore) AdvancePasskeyCounter(ctx context.Context, factorID string, count uint32, now time.Time) (bool, error) {
+// last_used_at, backup_state, and backup_eligible while it is unknown) in
+// one conditional UPDATE that matches only while the stored count is lower,
+// or both are 0 (an authenticator without a counter); it reports whether it
+// matched. Errors: IDENT_UNAVAILABLE.
+func (s *PasskeyStore) AdvancePasskeyCounter(ctx context.Context, factorID string, count uint32, flags passkey.Flags, now time.Time) (bool, error) {
 	if !core.ValidID(factorID) {
 		return false, nil
 	}
 	n := int64(count)
 	res, err := s.bound(ctx).ExecContext(ctx,
-		`UPDATE mfa_factors SET sign_count = ?, last_used_at = ?
+		`UPDATE mfa_factors SET sign_count = ?, last_used_at = ?, backup_state = ?,
+		 backup_eligible = COALESCE(backup_eligible, ?)
 		 WHERE id = ? AND type = 'webauthn' AND (sign_count < ? OR (sign_count = 0 AND ? = 0))`,
-		n, now.UTC(), factorID, n, n)
+		n, now.UTC(), flags.BackupState, flags.BackupEligible, factorID, n, n)
 	if err != nil {
 		return false, translate(err)
 	}

@@ -51,6 +51,8 @@ func testPasskeyCredentials(t *testing.T, db *persistence.DB) {
 
 	a, b := passkeyCredential(u.ID, 1, userT0), passkeyCredential(u.ID, 2, userT0.Add(time.Minute))
 	b.Transports = nil
+	eligible := true
+	b.BackupEligible, b.BackupState = &eligible, true // a synced passkey; a keeps unknown flags
 	require.NoError(t, s.InTx(ctx, func(ctx context.Context) error {
 		require.NoError(t, s.LockPasskeys(ctx, u.ID))
 		require.NoError(t, s.InsertPasskey(ctx, a))
@@ -94,8 +96,9 @@ func testPasskeyCounter(t *testing.T, db *persistence.DB) {
 	require.NoError(t, s.InsertPasskey(ctx, c))
 	later := userT0.Add(time.Hour)
 
+	flags := passkey.Flags{BackupEligible: true, BackupState: true}
 	advance := func(count uint32) bool {
-		ok, err := s.AdvancePasskeyCounter(ctx, c.FactorID, count, later)
+		ok, err := s.AdvancePasskeyCounter(ctx, c.FactorID, count, flags, later)
 		require.NoError(t, err)
 		return ok
 	}
@@ -104,8 +107,11 @@ func testPasskeyCounter(t *testing.T, db *persistence.DB) {
 	require.False(t, advance(3), "equal")
 	require.False(t, advance(2), "lower")
 	require.False(t, advance(0), "reset")
+	// Unknown backup eligibility is recorded once; the backup state follows
+	// every accepted assertion.
+	flags = passkey.Flags{BackupEligible: false, BackupState: false}
 	require.True(t, advance(4))
-	ok, err := s.AdvancePasskeyCounter(ctx, core.NewID(), 10, later)
+	ok, err := s.AdvancePasskeyCounter(ctx, core.NewID(), 10, flags, later)
 	require.NoError(t, err)
 	require.False(t, ok)
 
@@ -113,6 +119,9 @@ func testPasskeyCounter(t *testing.T, db *persistence.DB) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.Equal(t, uint32(4), got[0].SignCount)
+	require.NotNil(t, got[0].BackupEligible)
+	require.True(t, *got[0].BackupEligible, "recorded by the first accepted assertion, then kept")
+	require.False(t, got[0].BackupState, "follows the last accepted assertion")
 	require.NotNil(t, got[0].LastUsedAt)
 	require.Equal(t, later, *got[0].LastUsedAt)
 }

@@ -62,8 +62,9 @@ func (s *Service) BeginAssertion(ctx context.Context, userID string) (json.RawMe
 
 // FinishAssertion verifies the client's assertion JSON against state (from
 // BeginAssertion for the same user): origin, RP ID, challenge, credential
-// ownership, signature and sign counter. On success the credential's
-// sign_count and last_used_at advance in one conditional UPDATE. A counter
+// ownership, signature, sign counter and backup-eligible flag (fixed at
+// registration). On success the credential's sign_count, last_used_at and
+// backup state advance in one conditional UPDATE. A counter
 // that did not increase (unless it is 0 on both sides) marks a possibly
 // cloned authenticator: identity.user.security_incident.v1 (kind
 // webauthn_counter_regression, sessionId "") is committed in its own
@@ -116,7 +117,9 @@ func (s *Service) FinishAssertion(ctx context.Context, userID string, state []by
 		return invalidAssertion(errors.New("verified credential not found"))
 	}
 	if !cred.Authenticator.CloneWarning {
-		advanced, err := s.store.AdvancePasskeyCounter(ctx, factorID, parsed.Response.AuthenticatorData.Counter, s.clock.Now())
+		flags := parsed.Response.AuthenticatorData.Flags
+		advanced, err := s.store.AdvancePasskeyCounter(ctx, factorID, parsed.Response.AuthenticatorData.Counter,
+			Flags{BackupEligible: flags.HasBackupEligible(), BackupState: flags.HasBackupState()}, s.clock.Now())
 		if err != nil {
 			return err
 		}

@@ -78,6 +78,18 @@ type Credential struct {
 	CreatedAt       time.Time
 	VerifiedAt      time.Time
 	LastUsedAt      *time.Time
+	// BackupEligible is fixed by the authenticator at registration (a synced
+	// passkey, not a device-bound key); nil for credentials registered before
+	// it was kept, until their next accepted assertion records it.
+	BackupEligible *bool
+	// BackupState tells whether the credential is backed up (synced) as of
+	// its last registration or assertion.
+	BackupState bool
+}
+
+// Flags are the backup flags an authenticator reported in one ceremony.
+type Flags struct {
+	BackupEligible, BackupState bool
 }
 
 // Ceremony is a pending registration: the go-webauthn session data of the
@@ -107,10 +119,11 @@ type Store interface {
 	LockPasskeys(ctx context.Context, userID string) error
 	// InsertPasskey stores c; KindConflict when its credential id exists.
 	InsertPasskey(ctx context.Context, c Credential) error
-	// AdvancePasskeyCounter sets sign_count to count and last_used_at to now
-	// in one conditional UPDATE that matches only while the stored count is
-	// lower (or both are 0) and reports whether it matched.
-	AdvancePasskeyCounter(ctx context.Context, factorID string, count uint32, now time.Time) (bool, error)
+	// AdvancePasskeyCounter sets sign_count to count, last_used_at to now
+	// and backup_state to flags.BackupState (backup_eligible too while it is
+	// unknown) in one conditional UPDATE that matches only while the stored
+	// count is lower (or both are 0) and reports whether it matched.
+	AdvancePasskeyCounter(ctx context.Context, factorID string, count uint32, flags Flags, now time.Time) (bool, error)
 	// InsertPasskeyCeremony stores a registration ceremony.
 	InsertPasskeyCeremony(ctx context.Context, c Ceremony) error
 	// ConsumePasskeyCeremony marks the ceremony id of userID used in one
@@ -204,22 +217,27 @@ func (u waUser) WebAuthnDisplayName() string {
 
 func (u waUser) WebAuthnCredentials() []webauthn.Credential { return u.creds }
 
-// toLibrary converts stored credentials. The schema keeps no authenticator
-// flags, so the backup-eligible flag is taken from the response being
-// verified (backupEligible) rather than from registration.
-func toLibrary(creds []Credential, backupEligible bool) []webauthn.Credential {
+// toLibrary converts stored credentials for go-webauthn, which refuses an
+// assertion whose backup-eligible flag differs from the credential's. A
+// credential registered before the flag was kept takes it from the response
+// being verified (responseBE), once.
+func toLibrary(creds []Credential, responseBE bool) []webauthn.Credential {
 	out := make([]webauthn.Credential, 0, len(creds))
 	for _, c := range creds {
 		transports := make([]protocol.AuthenticatorTransport, 0, len(c.Transports))
 		for _, t := range c.Transports {
 			transports = append(transports, protocol.AuthenticatorTransport(t))
 		}
+		backupEligible := responseBE
+		if c.BackupEligible != nil {
+			backupEligible = *c.BackupEligible
+		}
 		out = append(out, webauthn.Credential{
 			ID:              c.CredentialID,
 			PublicKey:       c.PublicKey,
 			AttestationType: c.AttestationType,
 			Transport:       transports,
-			Flags:           webauthn.CredentialFlags{UserPresent: true, BackupEligible: backupEligible},
+			Flags:           webauthn.CredentialFlags{UserPresent: true, BackupEligible: backupEligible, BackupState: c.BackupState},
 			Authenticator:   webauthn.Authenticator{AAGUID: c.AAGUID, SignCount: c.SignCount},
 		})
 	}

@@ -276,6 +276,51 @@ func TestAssertionRejections(t *testing.T) {
 	})
 }
 
+// TestBackupFlags: the backup-eligible flag is fixed at registration (an
+// assertion that changes it is refused, WebAuthn L3 §7.2), the backup state
+// may change; a credential registered before the flags were kept takes its
+// eligibility from its first accepted assertion.
+func TestBackupFlags(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, f *fixture) {
+		bad := func(err error) { requireCode(t, err, core.CodeMFAInvalidCode, core.KindUnauthenticated) }
+		stored := func() passkey.Credential {
+			creds, err := persistence.NewPasskeyStore(f.db).PasskeyCredentials(context.Background(), f.user.ID)
+			require.NoError(t, err)
+			require.Len(t, creds, 1)
+			return creds[0]
+		}
+
+		synced := virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{BackupEligible: true, BackupState: true})
+		synced.AddCredential(f.mustRegister(t, synced))
+		cred := &synced.Credentials[0]
+		got := stored()
+		require.NotNil(t, got.BackupEligible)
+		require.True(t, *got.BackupEligible)
+		require.True(t, got.BackupState)
+
+		cred.Counter = 1
+		synced.Options.BackupState = false // the passkey stopped syncing: fine
+		require.NoError(t, f.login(t, goodRP(), synced, *cred))
+		require.False(t, stored().BackupState)
+
+		cred.Counter = 2
+		synced.Options.BackupEligible = false // now claims to be device-bound
+		bad(f.login(t, goodRP(), synced, *cred))
+
+		// A credential registered before the flags were kept.
+		_, err := f.db.Bun().ExecContext(context.Background(), `UPDATE mfa_factors SET backup_eligible = NULL WHERE user_id = ?`, f.user.ID)
+		require.NoError(t, err)
+		require.Nil(t, stored().BackupEligible)
+		cred.Counter = 3
+		require.NoError(t, f.login(t, goodRP(), synced, *cred), "the first assertion records the flag")
+		require.NotNil(t, stored().BackupEligible)
+		require.False(t, *stored().BackupEligible)
+		cred.Counter = 4
+		synced.Options.BackupEligible = true
+		bad(f.login(t, goodRP(), synced, *cred))
+	})
+}
+
 func TestCounterRegression(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, f *fixture) {
 		auth := virtualwebauthn.NewAuthenticator()

@@ -128,6 +128,7 @@ func (s *Service) Register(ctx context.Context, credentialJSON json.RawMessage) 
 		FactorID: core.NewID(), UserID: acc.ID, CredentialID: cred.ID, PublicKey: cred.PublicKey,
 		SignCount: cred.Authenticator.SignCount, AAGUID: cred.Authenticator.AAGUID, Transports: transports,
 		AttestationType: cred.AttestationType, CreatedAt: now, VerifiedAt: now,
+		BackupEligible: &cred.Flags.BackupEligible, BackupState: cred.Flags.BackupState,
 	}
 	err = s.store.InTx(ctx, func(ctx context.Context) error {
 		if err := s.store.LockPasskeys(ctx, acc.ID); err != nil {
