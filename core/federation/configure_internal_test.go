@@ -135,6 +135,14 @@ func TestConfigureProviderValidation(t *testing.T) {
 		{"domain empty", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{""} }, []string{"allowedEmailDomains"}},
 		{"domain with slash", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"example.org/x"} }, []string{"allowedEmailDomains"}},
 		{"domain with space", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"exa mple.org"} }, []string{"allowedEmailDomains"}},
+		{"domain with NUL", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"exa\x00mple.org"} }, []string{"allowedEmailDomains"}},
+		{"domain not UTF-8", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"caf\xe9.org"} }, []string{"allowedEmailDomains"}},
+		{"domain unicode (not xn--)", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"café.org"} }, []string{"allowedEmailDomains"}},
+		{"domain empty label", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"example..org"} }, []string{"allowedEmailDomains"}},
+		{"domain label leading dash", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"-example.org"} }, []string{"allowedEmailDomains"}},
+		{"domain label 64 chars", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{strings.Repeat("a", 64) + ".org"} }, []string{"allowedEmailDomains"}},
+		{"domain 254 chars", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{strings.Repeat("abcdefghi.", 25) + "orgx"} }, []string{"allowedEmailDomains"}},
+		{"101 domains", nil, func(in *ProviderInput) { in.AllowedEmailDomains = numbered("d%d.example.org", 101) }, []string{"allowedEmailDomains"}},
 
 		{"returnUrl relative", nil, func(in *ProviderInput) { in.ReturnURLs = []string{"/done"} }, []string{"returnUrls"}},
 		{"returnUrl without scheme", nil, func(in *ProviderInput) { in.ReturnURLs = []string{"app.example.org/done"} }, []string{"returnUrls"}},
@@ -145,6 +153,12 @@ func TestConfigureProviderValidation(t *testing.T) {
 		{"returnUrl javascript", nil, func(in *ProviderInput) { in.ReturnURLs = []string{"javascript:alert(1)"} }, []string{"returnUrls"}},
 		{"returnUrl JavaScript", nil, func(in *ProviderInput) { in.ReturnURLs = []string{"JavaScript:alert(1)"} }, []string{"returnUrls"}},
 		{"returnUrl unparsable", nil, func(in *ProviderInput) { in.ReturnURLs = []string{"https://app.example.org/%zz"} }, []string{"returnUrls"}},
+		{"returnUrl with NUL", nil, func(in *ProviderInput) { in.ReturnURLs = []string{"https://app.example.org/d\x00one"} }, []string{"returnUrls"}},
+		{"returnUrl not UTF-8", nil, func(in *ProviderInput) { in.ReturnURLs = []string{"https://app.example.org/caf\xe9"} }, []string{"returnUrls"}},
+		{"returnUrl 2049 bytes", nil, func(in *ProviderInput) {
+			in.ReturnURLs = []string{"https://app.example.org/" + strings.Repeat("a", 2049-24)}
+		}, []string{"returnUrls"}},
+		{"21 returnUrls", nil, func(in *ProviderInput) { in.ReturnURLs = numbered("https://app.example.org/%d", 21) }, []string{"returnUrls"}},
 
 		{"every field at once", nil, func(in *ProviderInput) {
 			*in = ProviderInput{TenantID: "x", Slug: "X", Issuer: "ftp://x", Scopes: []string{"a b"},
@@ -216,6 +230,16 @@ func TestConfigureProviderNormalizes(t *testing.T) {
 			in.AllowedEmailDomains = []string{" Example.ORG ", "example.org", "b.example.org"}
 		}, func(t *testing.T, p Provider) {
 			require.Equal(t, []string{"example.org", "b.example.org"}, p.AllowedEmailDomains)
+		}},
+		{"100 domains, an IDN in xn-- form, a 253-byte name", func(in *ProviderInput) {
+			in.AllowedEmailDomains = append(numbered("d%d.example.org", 98), "xn--caf-dma.example", strings.Repeat("abcdefghi.", 25)+"org")
+		}, func(t *testing.T, p Provider) {
+			require.Len(t, p.AllowedEmailDomains, 100)
+		}},
+		{"20 return URLs of up to 2048 bytes", func(in *ProviderInput) {
+			in.ReturnURLs = append(numbered("https://app.example.org/%d", 19), "https://app.example.org/"+strings.Repeat("a", 2048-24))
+		}, func(t *testing.T, p Provider) {
+			require.Len(t, p.ReturnURLs, 20)
 		}},
 		{"no domains is an empty list", func(in *ProviderInput) { in.AllowedEmailDomains = nil }, func(t *testing.T, p Provider) {
 			require.NotNil(t, p.AllowedEmailDomains)
@@ -419,4 +443,13 @@ func TestNewServiceDefaults(t *testing.T) {
 	require.Equal(t, time.Second, svc.client.Timeout)
 	require.Equal(t, uint32(2), svc.idps.threshold)
 	require.Equal(t, time.Minute, svc.idps.timeout)
+}
+
+// numbered returns n strings of format with 0..n-1.
+func numbered(format string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf(format, i)
+	}
+	return out
 }

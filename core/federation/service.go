@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zitadel/oidc/v3/pkg/client"
 
@@ -226,12 +227,23 @@ func normalizeScopes(in []string) ([]string, string) {
 	return out, ""
 }
 
+// Bounds of a provider's lists: they are stored with it and scanned on every
+// federated login.
+const (
+	maxEmailDomains = 100
+	maxReturnURLs   = 20
+	maxReturnURLLen = 2048
+)
+
 func normalizeDomains(in []string) ([]string, string) {
+	if len(in) > maxEmailDomains {
+		return nil, "at most 100 domains"
+	}
 	out := []string{}
 	for _, d := range in {
 		d = strings.ToLower(strings.TrimSpace(d))
-		if d == "" || strings.ContainsAny(d, "@/ ") || !strings.Contains(d, ".") {
-			return nil, "each entry is a domain name such as example.org"
+		if !validDomain(d) {
+			return nil, "each entry is a domain name such as example.org (IDN in its xn-- form)"
 		}
 		if !slices.Contains(out, d) {
 			out = append(out, d)
@@ -240,11 +252,34 @@ func normalizeDomains(in []string) ([]string, string) {
 	return out, ""
 }
 
+// validDomain reports whether d (lower case) is a DNS name of at least two
+// labels: letters, digits and inner hyphens, labels of 1 to 63, 253 in all.
+func validDomain(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(d) > 253 || len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func normalizeReturnURLs(in []string) ([]string, string) {
+	if len(in) > maxReturnURLs {
+		return nil, "at most 20 return URLs"
+	}
 	out := []string{}
 	for _, raw := range in {
 		u, err := url.Parse(strings.TrimSpace(raw))
-		if err != nil || u.Scheme == "" || u.Fragment != "" || u.RawQuery != "" || u.User != nil ||
+		if len(raw) > maxReturnURLLen || !utf8.ValidString(raw) || err != nil || u.Scheme == "" || u.Fragment != "" || u.RawQuery != "" || u.User != nil ||
 			(u.Host == "" && (u.Scheme == "http" || u.Scheme == "https")) || scriptScheme(u.Scheme) {
 			return nil, "each entry is an absolute URL (https, or an app scheme) without query, fragment or credentials"
 		}
