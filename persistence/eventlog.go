@@ -106,11 +106,17 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, now func() time.Time,
 	return published, publishErr
 }
 
-// OutboxBacklog counts the events not yet published and returns the time of
-// the oldest of them, the head of the relays' queue (zero when none). Both
-// queries read only the partial index events_unpublished_idx and take no
-// locks, so they are cheap at any event-log size and count rows a relay is
-// publishing right now. Errors: IDENT_UNAVAILABLE, IDENT_INTERNAL.
+// maxCountedBacklog caps the pending count: in a long broker outage the
+// backlog can reach millions, and a scrape must stay a bounded index scan
+// (the gauge then reads the cap while the lag gauge keeps growing).
+const maxCountedBacklog = 1_000_000
+
+// OutboxBacklog counts the events not yet published (up to
+// maxCountedBacklog) and returns the time of the oldest of them, the head of
+// the relays' queue (zero when none). Both queries read only the partial
+// index events_unpublished_idx and take no locks, so they are cheap at any
+// event-log size and count rows a relay is publishing right now.
+// Errors: IDENT_UNAVAILABLE, IDENT_INTERNAL.
 func (db *DB) OutboxBacklog(ctx context.Context) (pending int64, oldest time.Time, err error) {
 	// Ordered by seq, as the relay publishes: a poison event at the head
 	// holds back everything behind it, and this is the age that grows.
@@ -123,7 +129,8 @@ func (db *DB) OutboxBacklog(ctx context.Context) (pending int64, oldest time.Tim
 		return 0, time.Time{}, translate(err)
 	}
 	if err := db.conn(ctx).QueryRowContext(ctx,
-		`SELECT COUNT(*) FROM events WHERE published_at IS NULL`).Scan(&pending); err != nil {
+		`SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE published_at IS NULL LIMIT ?) AS pending`,
+		maxCountedBacklog).Scan(&pending); err != nil {
 		return 0, time.Time{}, translate(err)
 	}
 	if pending == 0 {
