@@ -37,3 +37,45 @@ func TestCleanText(t *testing.T) {
 		})
 	}
 }
+
+func TestTextProblem(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in            string
+		single, multi string // "" = accepted
+	}{
+		"plain":        {"Kabul Clinic 7", "", ""},
+		"empty":        {"", "", ""},
+		"unicode":      {"کابل \u00e9 \U0001F600", "", ""},
+		"long":         {strings.Repeat("x", 100_000), "", ""},
+		"NUL":          {"a\x00b", "must not contain control characters", "must not contain control characters other than tab and line breaks"},
+		"BEL":          {"a\ab", "must not contain control characters", "must not contain control characters other than tab and line breaks"},
+		"DEL":          {"a\x7fb", "must not contain control characters", "must not contain control characters other than tab and line breaks"},
+		"C1 control":   {"a\u0085b", "must not contain control characters", "must not contain control characters other than tab and line breaks"},
+		"CRLF":         {"a\r\nb", "must not contain control characters", ""},
+		"tab":          {"a\tb", "must not contain control characters", ""},
+		"invalid byte": {"a\xffb", "must be valid UTF-8", "must be valid UTF-8"},
+		"surrogate":    {"a\xed\xa0\x80b", "must be valid UTF-8", "must be valid UTF-8"},
+		"truncated":    {"a\xe2\x82", "must be valid UTF-8", "must be valid UTF-8"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.Equal(t, tc.single, core.TextProblem(tc.in, false))
+			require.Equal(t, tc.multi, core.TextProblem(tc.in, true))
+		})
+	}
+}
+
+func TestValidSubject(t *testing.T) {
+	for sub, want := range map[string]bool{
+		"248289761001":           true,
+		"auth0|5f7c8ec7c33c6c0":  true,
+		"ünïcode-sub":            true,
+		strings.Repeat("s", 255): true,
+		"":                       false,
+		strings.Repeat("s", 256): false,
+		"nul\x00sub":             false,
+		"new\nline":              false,
+		"bad\xffutf8":            false,
+	} {
+		require.Equal(t, want, core.ValidSubject(sub), "%q", sub)
+	}
+}

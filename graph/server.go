@@ -1,13 +1,16 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -46,9 +49,49 @@ func NewHandler(r *Resolver, logger *slog.Logger) http.Handler {
 	srv.AroundResponses(codeRequestErrors)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		req.Body = http.MaxBytesReader(w, req.Body, MaxBodyBytes)
+		if !requireUTF8(w, req) {
+			return
+		}
 		srv.ServeHTTP(w, req)
 	})
 }
+
+// requireUTF8 answers 400 IDENT_VALIDATION, as a GraphQL error, for a
+// request whose body or query string is not UTF-8 (CONTRACT.md §2), and
+// reports whether the request may go on. gqlgen decodes with encoding/json,
+// which would turn each invalid byte of a string into U+FFFD, so a value the
+// client did not send would be validated and stored. A body that cannot be
+// read (over MaxBodyBytes) is left to gqlgen, which reports that itself.
+func requireUTF8(w http.ResponseWriter, req *http.Request) bool {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		req.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
+		return true
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	ok := utf8.Valid(body)
+	for _, vs := range req.URL.Query() {
+		for _, v := range vs {
+			ok = ok && utf8.ValidString(v)
+		}
+	}
+	if ok {
+		return true
+	}
+	out, _ := json.Marshal(graphql.Response{Errors: gqlerror.List{{
+		Message:    "the request is not valid UTF-8",
+		Extensions: map[string]any{"code": core.CodeValidation},
+	}}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = w.Write(out)
+	return false
+}
+
+// errReader fails every read with err (a body that could not be read).
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // presentError maps a resolver error to a GraphQL error: core errors keep
 // their safe message and code; gqlgen's own input errors become

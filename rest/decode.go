@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 )
@@ -17,8 +18,8 @@ import (
 // MaxBodyBytes caps every request body (CONTRACT.md §2).
 const MaxBodyBytes = 1 << 20
 
-// DecodeJSON reads r's body into dst: JSON only, at most 1 MiB, unknown
-// members and trailing data rejected. Errors are IDENT_VALIDATION with the
+// DecodeJSON reads r's body into dst: JSON only, UTF-8 only, at most 1 MiB,
+// unknown members and trailing data rejected. Errors are IDENT_VALIDATION with the
 // offending field named where the decoder knows it.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -31,6 +32,9 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if err != nil {
 		return decodeError(err)
 	}
+	if err := requireUTF8(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -41,6 +45,16 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		return core.Invalid("the body must hold exactly one JSON value", nil)
+	}
+	return nil
+}
+
+// requireUTF8 refuses a body that is not UTF-8 (CONTRACT.md §2).
+// encoding/json would turn each invalid byte of a string into U+FFFD, so a
+// value the client did not send would be validated and stored.
+func requireUTF8(body []byte) error {
+	if !utf8.Valid(body) {
+		return core.Invalid("the body is not valid UTF-8", nil)
 	}
 	return nil
 }

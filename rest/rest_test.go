@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -197,6 +198,11 @@ func TestDecodeJSON(t *testing.T) {
 		{"unknown field", "application/json", `{"email":"a","admin":true}`, map[string]string{"admin": "unknown field"}, true},
 		{"trailing data", "application/json", `{"email":"a"} {}`, nil, true},
 		{"too large", "application/json", `{"email":"` + strings.Repeat("a", rest.MaxBodyBytes) + `"}`, nil, true},
+		{"invalid UTF-8 in a string", "application/json", "{\"email\":\"a\xffb@x.org\"}", nil, true},
+		{"invalid UTF-8 in a member name", "application/json", "{\"e\xfe\":\"a\"}", nil, true},
+		{"truncated UTF-8 sequence", "application/json", "{\"email\":\"caf\xc3\"}", nil, true},
+		{"UTF-8 ok", "application/json", `{"email":"café@x.org"}`, nil, false},
+		{"escaped NUL is for core to refuse", "application/json", `{"email":"a\u0000b"}`, nil, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -303,6 +309,7 @@ func FuzzDecodeJSON(f *testing.F) {
 			}
 		} else {
 			require.LessOrEqual(t, len(body), rest.MaxBodyBytes)
+			require.True(t, utf8.ValidString(body), "only UTF-8 bodies decode")
 			var want decodeTarget
 			dec := json.NewDecoder(strings.NewReader(body))
 			dec.DisallowUnknownFields()

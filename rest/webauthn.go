@@ -69,6 +69,9 @@ func readRawJSON(w http.ResponseWriter, r *http.Request) (json.RawMessage, error
 	if err != nil {
 		return nil, decodeError(err)
 	}
+	if err := requireUTF8(body); err != nil {
+		return nil, err
+	}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return nil, core.Invalid("the body is empty; a JSON object is required", nil)

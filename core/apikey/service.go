@@ -66,7 +66,8 @@ func (s *Service) now() time.Time { return s.clock.Now().UTC().Truncate(time.Mic
 // Authorization: TENANT_ADMIN of the tenant or SUPER_ADMIN.
 // Errors: IDENT_UNAUTHENTICATED; IDENT_CROSS_TENANT (an admin of another
 // tenant; nothing is written); IDENT_FORBIDDEN; IDENT_VALIDATION with fields
-// name, scopes (unknown or none) or expiresAt (not in the future);
+// name (empty, too long, invalid UTF-8 or control characters), scopes
+// (unknown or none) or expiresAt (not in the future);
 // IDENT_NOT_FOUND for an unknown tenant; IDENT_UNAVAILABLE.
 func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	acc, err := s.authz.Load(ctx)
@@ -85,6 +86,8 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	name := strings.TrimSpace(in.Name)
 	if name == "" || len(name) > MaxNameLen {
 		fields["name"] = "required, at most " + strconv.Itoa(MaxNameLen) + " bytes"
+	} else if why := core.TextProblem(name, false); why != "" {
+		fields["name"] = why
 	}
 	scopes, err := scope.Normalize("scopes", in.Scopes)
 	if err != nil {

@@ -74,6 +74,12 @@ func TestCreateValidation(t *testing.T) {
 	requireCode(t, core.CodeValidation, err)
 	require.Equal(t, []string{"expiresAt", "name", "scopes"}, sortedKeys(core.AsError(err).Fields))
 
+	for name, bad := range map[string]string{"NUL": "a\x00b", "invalid UTF-8": "a\xffb", "control": "a\ab", "line break": "a\r\nb"} {
+		_, err = e.svc.Create(ctx, apikey.CreateInput{Name: bad, Scopes: []string{scope.UsersRead}})
+		requireCode(t, core.CodeValidation, err)
+		require.Equal(t, []string{"name"}, sortedKeys(core.AsError(err).Fields), name)
+	}
+
 	_, err = e.svc.Create(as(e.superAdmin, e.platform), apikey.CreateInput{Name: "x", Scopes: []string{scope.UsersRead}, TenantID: core.NewID()})
 	requireCode(t, core.CodeNotFound, err)
 	require.Empty(t, e.events(t, apikey.EventIssued))

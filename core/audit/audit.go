@@ -96,7 +96,8 @@ func NewService(store Store, authz *core.Authorizer) *Service {
 // ListEvents returns one page of events visible to the caller, newest first.
 // Errors: IDENT_UNAUTHENTICATED without a valid credential, IDENT_FORBIDDEN
 // unless the caller is SUPER_ADMIN or TENANT_ADMIN, IDENT_VALIDATION for a
-// bad `first` or `after` (named in Fields), IDENT_UNAVAILABLE or
+// bad `first`, `after`, `type` or `subject` (named in Fields; type and
+// subject must be valid UTF-8 without control characters), IDENT_UNAVAILABLE or
 // IDENT_INTERNAL from the store.
 func (s *Service) ListEvents(ctx context.Context, f Filter) (Page, error) {
 	acc, err := s.authz.Load(ctx)
@@ -153,11 +154,12 @@ func validateFilter(f Filter) error {
 	if f.First < 0 || f.First > MaxFirst {
 		fields["first"] = "must be between 1 and " + strconv.Itoa(MaxFirst)
 	}
-	if len(f.Type) > maxFilterLen {
-		fields["type"] = "too long"
-	}
-	if len(f.Subject) > maxFilterLen {
-		fields["subject"] = "too long"
+	for name, v := range map[string]string{"type": f.Type, "subject": f.Subject} {
+		if len(v) > maxFilterLen {
+			fields[name] = "too long"
+		} else if why := core.TextProblem(v, false); why != "" {
+			fields[name] = why
+		}
 	}
 	if len(fields) > 0 {
 		return core.Invalid("invalid events query", fields)

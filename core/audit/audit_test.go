@@ -223,6 +223,11 @@ func TestListEventsValidation(t *testing.T) {
 		{"cursor zero", audit.Filter{After: b64([]byte("0"))}, "after"},
 		{"cursor padded", audit.Filter{After: base64.URLEncoding.EncodeToString([]byte("5"))}, "after"},
 		{"type too long", audit.Filter{Type: string(make([]byte, 201))}, "type"},
+		{"NUL in type", audit.Filter{Type: "identity.user\x00"}, "type"},
+		{"invalid UTF-8 in type", audit.Filter{Type: "identity.\xff"}, "type"},
+		{"NUL in subject", audit.Filter{Subject: "0190b6e4\x00"}, "subject"},
+		{"line break in subject", audit.Filter{Subject: "a\r\nb"}, "subject"},
+		{"invalid UTF-8 in subject", audit.Filter{Subject: "\xff\xfe"}, "subject"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

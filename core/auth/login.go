@@ -134,7 +134,9 @@ func (s *Service) login(ctx context.Context, in LoginInput, ip string) (TokenRes
 func (s *Service) authenticate(ctx context.Context, in LoginInput) (user.User, bool, error) {
 	email := user.NormalizeEmail(in.Email)
 	var candidates []user.User
-	if email != "" && (in.TenantID == "" || core.ValidID(in.TenantID)) {
+	// An address no user can have (empty, a NUL byte, …) is not looked up:
+	// it takes the same dummy-hash path as an unknown one.
+	if user.ValidEmail(email) && (in.TenantID == "" || core.ValidID(in.TenantID)) {
 		var err error
 		if candidates, err = s.users.UsersByEmail(ctx, email, in.TenantID); err != nil {
 			return user.User{}, false, err

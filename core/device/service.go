@@ -80,7 +80,8 @@ func userPrincipal(ctx context.Context) (*core.Principal, error) {
 // untrusted) and emits identity.device.registered.v1 in the same
 // transaction. Errors: IDENT_UNAUTHENTICATED; IDENT_FORBIDDEN for a
 // non-user principal; IDENT_VALIDATION (fields fingerprint, publicKey — not a
-// PEM SPKI ECDSA P-256 or RSA ≥ 2048 key —, name, platform); IDENT_CONFLICT
+// PEM SPKI ECDSA P-256 or RSA ≥ 2048 key —, name, platform; text fields must
+// be valid UTF-8 without control characters); IDENT_CONFLICT
 // when the caller already registered this fingerprint; IDENT_UNAVAILABLE.
 func (s *Service) Register(ctx context.Context, in RegisterInput) (Device, error) {
 	p, err := userPrincipal(ctx)
@@ -98,6 +99,13 @@ func (s *Service) Register(ctx context.Context, in RegisterInput) (Device, error
 	}
 	if len(platform) > MaxPlatformLen {
 		fields["platform"] = "at most " + strconv.Itoa(MaxPlatformLen) + " bytes"
+	}
+	for field, v := range map[string]string{"fingerprint": fp, "name": name, "platform": platform} {
+		if _, bad := fields[field]; !bad {
+			if why := core.TextProblem(v, false); why != "" {
+				fields[field] = why
+			}
+		}
 	}
 	der, reason := ParsePublicKey(in.PublicKeyPEM)
 	if reason != "" {

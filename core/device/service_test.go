@@ -66,6 +66,36 @@ func TestRegisterKeyTypes(t *testing.T) {
 	})
 }
 
+// TestRegisterRefusesTextNoDatabaseCanHold: NUL (refused by Postgres, stored
+// by SQLite), invalid UTF-8 and control characters in the text fields are
+// IDENT_VALIDATION naming the field, on both databases; nothing is stored.
+func TestRegisterRefusesTextNoDatabaseCanHold(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, open dbtest.Opener) {
+		e := newEnv(t, open, device.Config{})
+		p256, _ := p256PEM(t)
+		for name, tc := range map[string]struct {
+			in     device.RegisterInput
+			field  string
+			reason string
+		}{
+			"NUL in fingerprint":           {device.RegisterInput{Fingerprint: "fp\x001"}, "fingerprint", "must not contain control characters"},
+			"invalid UTF-8 in fingerprint": {device.RegisterInput{Fingerprint: "fp\xff"}, "fingerprint", "must be valid UTF-8"},
+			"NUL in name":                  {device.RegisterInput{Fingerprint: "fp-n", Name: "Tab\x00let"}, "name", "must not contain control characters"},
+			"line break in name":           {device.RegisterInput{Fingerprint: "fp-n", Name: "Tab\r\nlet"}, "name", "must not contain control characters"},
+			"NUL in platform":              {device.RegisterInput{Fingerprint: "fp-p", Platform: "and\x00roid"}, "platform", "must not contain control characters"},
+			"invalid UTF-8 in platform":    {device.RegisterInput{Fingerprint: "fp-p", Platform: "\xfe\xff"}, "platform", "must be valid UTF-8"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				tc.in.PublicKeyPEM = p256
+				_, err := e.svc.Register(e.ownerCtx(), tc.in)
+				require.Equal(t, core.CodeValidation, core.CodeOf(err), "error: %v", err)
+				require.Equal(t, map[string]string{tc.field: tc.reason}, core.AsError(err).Fields)
+			})
+		}
+		require.Zero(t, e.countEvents(t, device.EventRegistered))
+	})
+}
+
 func TestStateMachine(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, open dbtest.Opener) {
 		e := newEnv(t, open, device.Config{})

@@ -160,6 +160,9 @@ var (
 	ErrUnverified    = errors.New("exchange: upstream email not verified")
 	ErrLinked        = errors.New("exchange: user linked to another upstream subject")
 	ErrUserInactive  = errors.New("exchange: user not active")
+	// ErrSubject: the upstream sub cannot be stored as keycloak_user_id
+	// (core.ValidSubject).
+	ErrSubject = errors.New("exchange: upstream sub is not a storable identifier")
 )
 
 func invalidCredentials(cause error) *core.Error {
@@ -192,6 +195,9 @@ func (s *Service) Exchange(ctx context.Context, req Request) (Result, error) {
 			return Result{}, ce
 		}
 		return Result{}, invalidCredentials(errors.Join(ErrUpstreamToken, err))
+	}
+	if !core.ValidSubject(id.Subject) {
+		return Result{}, invalidCredentials(errors.Join(ErrUpstreamToken, ErrSubject))
 	}
 	u, err := s.match(ctx, id)
 	if err != nil {
@@ -226,7 +232,9 @@ func (s *Service) match(ctx context.Context, id Identity) (user.User, error) {
 		return user.User{}, err
 	}
 	email := user.NormalizeEmail(id.Email)
-	if email == "" || s.cfg.TenantRef == "" {
+	if !user.ValidEmail(email) || s.cfg.TenantRef == "" {
+		// No address at all, or one no account can have (a NUL byte or
+		// invalid UTF-8 among them): never looked up.
 		return user.User{}, invalidCredentials(ErrUnknownUser)
 	}
 	if !id.EmailVerified {

@@ -320,6 +320,41 @@ func TestExchangeRejects(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestExchangeRefusesHostileClaims: an upstream token correctly signed by
+// the realm whose sub or email no database can hold (NUL, invalid UTF-8,
+// control characters, an over-long sub) is IDENT_INVALID_CREDENTIALS before
+// any lookup; nothing is linked. (Invalid UTF-8 cannot come out of the
+// verifier: JSON decoding replaces it with U+FFFD.)
+func TestExchangeRefusesHostileClaims(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		sub, email string
+		cause      error
+	}{
+		"NUL in sub":         {"kc\x00evil", "ada@example.org", exchange.ErrSubject},
+		"DEL in sub":         {"kc\x7fevil", "ada@example.org", exchange.ErrSubject},
+		"line break in sub":  {"kc\r\nevil", "ada@example.org", exchange.ErrSubject},
+		"sub over 255 bytes": {strings.Repeat("s", core.MaxSubjectLen+1), "ada@example.org", exchange.ErrSubject},
+		"NUL in email":       {"kc-nul-email", "ada\x00@example.org", exchange.ErrUnknownUser},
+		"not an address":     {"kc-bad-email", "ada lovelace", exchange.ErrUnknownUser},
+		"control in email":   {"kc-bel-email", "ada\a@example.org", exchange.ErrUnknownUser},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := f.svc.Exchange(ctx, req(sign(t, f.key, f.claims(tc.sub, tc.email))))
+			requireInvalid(t, err, name)
+			require.ErrorIs(t, err, tc.cause)
+		})
+	}
+	var linked int
+	require.NoError(t, f.db.Bun().QueryRowContext(ctx, `SELECT count(*) FROM users WHERE keycloak_user_id IS NOT NULL`).Scan(&linked))
+	require.Zero(t, linked, "nothing linked")
+
+	// The longest sub OpenID Connect allows still links.
+	_, err := f.svc.Exchange(ctx, req(sign(t, f.key, f.claims(strings.Repeat("s", core.MaxSubjectLen), "ada@example.org"))))
+	require.NoError(t, err)
+}
+
 func TestExchangeUnknownKidRefreshesOnce(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()

@@ -9,14 +9,13 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
+	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 )
 
@@ -79,6 +78,9 @@ func recordKey(prefix, secret string) string {
 func (s *Service) Start(ctx context.Context, in StartInput) (string, error) {
 	if !core.ValidID(in.TenantID) {
 		return "", core.InvalidField("tenantId", "must be a UUID")
+	}
+	if !tenancy.ValidSlug(in.Slug) { // no provider can have it; never sent to storage
+		return "", core.NotFound("OIDC provider")
 	}
 	p, err := s.store.ProviderBySlug(ctx, in.TenantID, in.Slug)
 	if err != nil {
@@ -209,7 +211,7 @@ func (s *Service) Callback(ctx context.Context, in CallbackInput) (CallbackResul
 	if err != nil {
 		return CallbackResult{}, err
 	}
-	if !validSubject(c.Subject) {
+	if !core.ValidSubject(c.Subject) {
 		return CallbackResult{}, invalidCredentials(ErrBadSubject)
 	}
 	if !user.ValidEmail(c.Email) {
@@ -252,13 +254,6 @@ func (s *Service) takeFlow(ctx context.Context, state string) (flowRecord, error
 type claims struct {
 	Issuer, Subject, Email, GivenName, FamilyName string
 	EmailVerified                                 bool
-}
-
-// validSubject reports whether sub can be stored and shown: OpenID Connect
-// Core §5.1 bounds it at 255 ASCII characters; beyond that it must be
-// printable UTF-8 (Postgres refuses a NUL byte in text).
-func validSubject(sub string) bool {
-	return sub != "" && len(sub) <= 255 && utf8.ValidString(sub) && !strings.ContainsFunc(sub, unicode.IsControl)
 }
 
 // exchange redeems the code with the flow's verifier and verifies the ID

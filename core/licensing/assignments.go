@@ -29,8 +29,8 @@ type CreateAssignmentInput struct {
 // Authorization: SUPER_ADMIN.
 // Errors: IDENT_UNAUTHENTICATED; IDENT_FORBIDDEN; IDENT_VALIDATION with
 // fields scope, status (active|trial only), effectiveTo (not after
-// effectiveFrom), nodeId (a node of another tenant) or moduleCode (module
-// terminated); IDENT_LIC_TRIAL_REQUIRES_END; IDENT_NOT_FOUND (tenant, node
+// effectiveFrom), nodeId (not a UUID, or a node of another tenant) or
+// moduleCode (not a module code, or the module is terminated); IDENT_LIC_TRIAL_REQUIRES_END; IDENT_NOT_FOUND (tenant, node
 // or module); IDENT_LIC_DEPENDENCY_NOT_LICENSED; IDENT_UNAVAILABLE.
 func (s *Service) CreateAssignment(ctx context.Context, in CreateAssignmentInput) (Assignment, error) {
 	acc, err := s.authz.RequireSuperAdmin(ctx)
@@ -56,6 +56,12 @@ func (s *Service) CreateAssignment(ctx context.Context, in CreateAssignmentInput
 	}
 	if a.EffectiveTo != nil && !a.EffectiveTo.After(a.EffectiveFrom) {
 		fields["effectiveTo"] = "must be after effectiveFrom"
+	}
+	if !core.ValidID(a.NodeID) {
+		fields["nodeId"] = "must be a UUID"
+	}
+	if !ValidCode(a.ModuleCode) {
+		fields["moduleCode"] = codeRule
 	}
 	if len(fields) > 0 {
 		return Assignment{}, core.Invalid("invalid assignment", fields)
@@ -112,7 +118,8 @@ func (s *Service) CreateAssignment(ctx context.Context, in CreateAssignmentInput
 //
 // Authorization: SUPER_ADMIN.
 // Errors: IDENT_UNAUTHENTICATED; IDENT_FORBIDDEN; IDENT_VALIDATION (fields
-// status, reason); IDENT_NOT_FOUND; IDENT_LIC_TERMINATED (any change of a
+// status, reason: at most 1000 bytes of valid UTF-8, no control characters
+// but tab and line breaks); IDENT_NOT_FOUND (also for a malformed id); IDENT_LIC_TERMINATED (any change of a
 // terminated assignment, terminated → terminated included);
 // IDENT_LIC_TRIAL_REQUIRES_END (to trial without effectiveTo);
 // IDENT_LIC_DEPENDENCY_NOT_LICENSED (to active or trial);
@@ -128,6 +135,10 @@ func (s *Service) ChangeAssignmentStatus(ctx context.Context, id string, to Stat
 		return Assignment{}, core.InvalidField("status", "must be active, trial, suspended or terminated")
 	case len(reason) > MaxReasonLen:
 		return Assignment{}, core.InvalidField("reason", "at most 1000 bytes")
+	case core.TextProblem(reason, true) != "":
+		return Assignment{}, core.InvalidField("reason", core.TextProblem(reason, true))
+	case !core.ValidID(id):
+		return Assignment{}, core.NotFound("assignment")
 	}
 	a, err := s.store.AssignmentByID(ctx, id)
 	if err != nil {
@@ -194,6 +205,9 @@ func (s *Service) GetAssignment(ctx context.Context, id string) (Assignment, err
 	if _, err := core.RequirePrincipal(ctx); err != nil {
 		return Assignment{}, err
 	}
+	if !core.ValidID(id) {
+		return Assignment{}, core.NotFound("assignment")
+	}
 	a, err := s.store.AssignmentByID(ctx, id)
 	if err != nil {
 		return Assignment{}, notFound(err, "assignment")
@@ -211,10 +225,13 @@ func (s *Service) GetAssignment(ctx context.Context, id string) (Assignment, err
 // credential (service account or API key) carrying tenant:licensing:read,
 // of the tenant itself or of the platform tenant.
 // Errors: IDENT_UNAUTHENTICATED; IDENT_CROSS_TENANT; IDENT_FORBIDDEN;
-// IDENT_UNAVAILABLE.
+// IDENT_VALIDATION (field nodeId, not a UUID); IDENT_UNAVAILABLE.
 func (s *Service) ListAssignments(ctx context.Context, tenantID, nodeID string) ([]Assignment, error) {
 	if err := s.canRead(ctx, tenantID); err != nil {
 		return nil, err
+	}
+	if nodeID != "" && !core.ValidID(nodeID) {
+		return nil, core.InvalidField("nodeId", "must be a UUID")
 	}
 	if !core.ValidID(tenantID) {
 		return []Assignment{}, nil

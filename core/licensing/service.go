@@ -26,6 +26,9 @@ var codePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
 // ValidCode reports whether code is a well-formed module code.
 func ValidCode(code string) bool { return len(code) <= 100 && codePattern.MatchString(code) }
 
+// codeRule is why a code is not ValidCode, for fields.code and moduleCode.
+var codeRule = "must match " + codePattern.String() + " (at most 100 bytes)"
+
 // Service is the module catalogue and the assignments of modules at
 // hierarchy nodes. Every write needs SUPER_ADMIN and commits its history
 // rows and events in the same transaction as the change.
@@ -97,8 +100,9 @@ func (s *Service) ListModules(ctx context.Context) ([]Module, error) {
 //
 // Authorization: SUPER_ADMIN.
 // Errors: IDENT_UNAUTHENTICATED; IDENT_FORBIDDEN; IDENT_VALIDATION with
-// fields code (see ValidCode), name, description or dependsOn (unknown
-// module, duplicate, self); IDENT_CONFLICT for a taken code;
+// fields code (see ValidCode), name (no control characters), description
+// (no control characters but tab and line breaks; both valid UTF-8) or
+// dependsOn (unknown module, duplicate, self); IDENT_CONFLICT for a taken code;
 // IDENT_UNAVAILABLE.
 func (s *Service) CreateModule(ctx context.Context, in CreateModuleInput) (Module, error) {
 	if _, err := s.authz.RequireSuperAdmin(ctx); err != nil {
@@ -109,7 +113,7 @@ func (s *Service) CreateModule(ctx context.Context, in CreateModuleInput) (Modul
 		DependsOn: normalizeDeps(in.DependsOn), IsAlwaysOn: in.IsAlwaysOn, CreatedAt: now, UpdatedAt: now}
 	fields := checkText(m)
 	if !ValidCode(m.Code) {
-		fields["code"] = "must match " + codePattern.String() + " (at most 100 bytes)"
+		fields["code"] = codeRule
 	}
 	if len(fields) > 0 {
 		return Module{}, core.Invalid("invalid module", fields)
@@ -207,11 +211,14 @@ func (s *Service) UpdateModule(ctx context.Context, code string, in UpdateModule
 // and emits nothing; otherwise identity.license.module.updated.v1 is emitted.
 //
 // Authorization: SUPER_ADMIN.
-// Errors: IDENT_UNAUTHENTICATED; IDENT_FORBIDDEN; IDENT_NOT_FOUND;
-// IDENT_LIC_ALWAYS_ON_IMMUTABLE; IDENT_UNAVAILABLE.
+// Errors: IDENT_UNAUTHENTICATED; IDENT_FORBIDDEN; IDENT_NOT_FOUND (also for
+// a malformed code); IDENT_LIC_ALWAYS_ON_IMMUTABLE; IDENT_UNAVAILABLE.
 func (s *Service) DeleteModule(ctx context.Context, code string) (Module, error) {
 	if _, err := s.authz.RequireSuperAdmin(ctx); err != nil {
 		return Module{}, err
+	}
+	if !ValidCode(code) {
+		return Module{}, core.NotFound("module")
 	}
 	now := s.now()
 	var m Module
@@ -252,9 +259,13 @@ func checkText(m Module) map[string]string {
 	fields := map[string]string{}
 	if m.Name == "" || len(m.Name) > MaxNameLen {
 		fields["name"] = "required, at most 200 bytes"
+	} else if why := core.TextProblem(m.Name, false); why != "" {
+		fields["name"] = why
 	}
 	if len(m.Description) > MaxDescriptionLen {
 		fields["description"] = "at most 2000 bytes"
+	} else if why := core.TextProblem(m.Description, true); why != "" {
+		fields["description"] = why
 	}
 	return fields
 }

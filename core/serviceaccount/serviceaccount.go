@@ -155,8 +155,8 @@ type Rotated struct {
 }
 
 // Create adds a service account of in.TenantID. SUPER_ADMIN only
-// (IDENT_FORBIDDEN otherwise); IDENT_VALIDATION for a bad name, tenant id or
-// scope; IDENT_NOT_FOUND for an unknown tenant. The event
+// (IDENT_FORBIDDEN otherwise); IDENT_VALIDATION for a bad name (empty, over
+// 200 characters, invalid UTF-8 or control characters), tenant id or scope; IDENT_NOT_FOUND for an unknown tenant. The event
 // identity.service_account.created.v1 commits with the row.
 func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	acc, err := s.authz.RequireSuperAdmin(ctx)
@@ -170,6 +170,8 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 		fields["name"] = "is required"
 	case utf8.RuneCountInString(name) > maxNameLen:
 		fields["name"] = "must be at most 200 characters"
+	case core.TextProblem(name, false) != "":
+		fields["name"] = core.TextProblem(name, false)
 	}
 	if !core.ValidID(in.TenantID) {
 		fields["tenantId"] = "must be a UUID"

@@ -81,6 +81,30 @@ func TestCreate(t *testing.T) {
 	})
 }
 
+// TestCreateRefusesNamesNoDatabaseCanHold: a NUL byte (which Postgres
+// refuses and SQLite stores), invalid UTF-8 or another control character in
+// the name is IDENT_VALIDATION naming the field, on both databases.
+func TestCreateRefusesNamesNoDatabaseCanHold(t *testing.T) {
+	eachDialect(t, func(t *testing.T, e *satest.Env) {
+		tenant := e.Tenant(t, "clinic")
+		for name, tc := range map[string]struct{ in, reason string }{
+			"NUL":           {"bill\x00ing", "must not contain control characters"},
+			"invalid UTF-8": {"bill\xffing", "must be valid UTF-8"},
+			"line break":    {"bill\r\ning", "must not contain control characters"},
+			"bell":          {"bill\aing", "must not contain control characters"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				_, err := e.Svc.Create(e.SuperAdmin, serviceaccount.CreateInput{Name: tc.in, TenantID: tenant, Scopes: []string{scope.UsersRead}})
+				require.Equal(t, core.CodeValidation, core.CodeOf(err), "error: %v", err)
+				require.Equal(t, map[string]string{"name": tc.reason}, core.AsError(err).Fields)
+			})
+		}
+		accounts, err := e.Svc.List(e.SuperAdmin, tenant)
+		require.NoError(t, err)
+		require.Empty(t, accounts, "nothing stored")
+	})
+}
+
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
 
 func TestClientIDsNeverCollide(t *testing.T) {

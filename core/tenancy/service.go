@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/ghasi-ehealth/identity-service/core"
@@ -199,15 +198,14 @@ func isMember(acc *core.Access, tenantID string) bool {
 // checkText returns why s (already trimmed) is not a valid name of at most
 // limit characters, or "" when it is.
 func checkText(s string, limit int) string {
-	switch {
-	case s == "":
+	if s == "" {
 		return "required"
-	case !utf8.ValidString(s):
-		return "must be valid UTF-8"
-	case utf8.RuneCountInString(s) > limit:
+	}
+	if problem := core.TextProblem(s, false); problem != "" {
+		return problem
+	}
+	if utf8.RuneCountInString(s) > limit {
 		return "must be at most " + strconv.Itoa(limit) + " characters"
-	case strings.ContainsFunc(s, unicode.IsControl):
-		return "must not contain control characters"
 	}
 	return ""
 }
