@@ -176,7 +176,7 @@ func TestValkeyRevocationVisibleAcrossClients(t *testing.T) {
 	require.Eventually(t, func() bool {
 		revoked, _, err := a.isRevoked(ctx, id)
 		return err == nil && revoked
-	}, time.Second, 5*time.Millisecond)
+	}, 5*time.Second, 5*time.Millisecond, "A sees B's revocation (pushed; the cache TTL is 1 min)")
 
 	revoked, cached, err = a.isRevoked(ctx, id)
 	require.NoError(t, err)

@@ -4,7 +4,10 @@
 #  1. Go benchmarks of the hot paths (in process): the argon2id verify rate,
 #     login vs that rate, refresh, client credentials, JWKS, access context
 #     and effective licenses (p50/p99), the login storm.
-#  2. cmd/identity-load against real identityd processes (loopback; the load
+#  2. Cross-instance propagation: two in-process instances sharing Postgres
+#     and Valkey; a license or membership change on A until B answers it
+#     (p50/p99/max, target ≤ 1 s).
+#  3. cmd/identity-load against real identityd processes (loopback; the load
 #     tool shares the machine's cores with the server): JWKS, access context
 #     at 500 req/s, effective licenses, client credentials and mixed on
 #     SQLite; refresh on PostgreSQL; 200 concurrent logins at production
@@ -12,8 +15,10 @@
 #
 # Needs PostgreSQL at $IDENTITY_TEST_POSTGRES_URL (default
 # postgres://postgres@127.0.0.1:5432/test?sslmode=disable) for the Postgres
-# parts. BENCH_SECONDS sets each load run's measured window (default 5);
-# BENCH_PARTS selects parts (default "go sqlite postgres storm").
+# parts, and Valkey at $IDENTITY_TEST_VALKEY_URL (default
+# redis://127.0.0.1:6379/0) for propagation. BENCH_SECONDS sets each load
+# run's measured window (default 5); BENCH_PARTS selects parts (default
+# "go propagation sqlite postgres storm").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 
 section() { printf '\n=== %s\n' "$*"; }
-PARTS=" ${BENCH_PARTS:-go sqlite postgres storm} "
+PARTS=" ${BENCH_PARTS:-go propagation sqlite postgres storm} "
 part() { [[ $PARTS == *" $1 "* ]]; }
 
 if part go; then
@@ -38,6 +43,12 @@ $GO test -run '^$' -bench 'BenchmarkVerifyDefault$' -benchtime 16x ./core/passwo
 $GO test -run '^$' -bench 'BenchmarkLoginVsHashRate|BenchmarkRefresh|BenchmarkLoginStorm' -benchtime 2s ./core/auth
 $GO test -run '^$' -bench 'BenchmarkClientCredentials' -benchtime 2s ./core/serviceaccount
 $GO test -run '^$' -bench 'BenchmarkJWKSEndpoint|BenchmarkAccessContextHTTP|BenchmarkEffectiveLicensesHTTP' -benchtime 1s ./cmd/identityd
+fi
+
+if part propagation; then
+section "Go benchmark: cross-instance propagation (two instances, Postgres + Valkey; target ≤ 1 s)"
+# CI=true: an unreachable Postgres or Valkey fails the run instead of skipping it.
+CI=true $GO test -run '^$' -bench 'BenchmarkCrossInstancePropagation' -benchtime 200x ./cmd/identityd
 fi
 
 section "build"
