@@ -34,6 +34,8 @@ const ScopeName = "github.com/ghasi-ehealth/identity-service"
 //	identity.outbox.lag                       → identity_outbox_lag_seconds
 //	identity.outbox.pending                   → identity_outbox_pending
 //	identity.jwks.active_key_age              → identity_jwks_active_key_age_seconds
+//	identity.retention.deleted                → identity_retention_deleted_total{kind}
+//	identity.retention.failures               → identity_retention_failures_total{kind}
 //
 // The same endpoint serves series this package does not define: otelhttp's
 // server instruments (cmd/identityd wraps the whole listener), the resource
@@ -61,6 +63,8 @@ const (
 	MetricOutboxLag               = "identity.outbox.lag"
 	MetricOutboxPending           = "identity.outbox.pending"
 	MetricJWKSActiveKeyAge        = "identity.jwks.active_key_age"
+	MetricRetentionDeleted        = "identity.retention.deleted"
+	MetricRetentionFailures       = "identity.retention.failures"
 )
 
 // Attribute keys. Their values must come from small fixed sets (the
@@ -89,6 +93,12 @@ const (
 // (core/auth, core/mfa/passkey) own the constants; their tests check that
 // they are listed here.
 var SecurityIncidentKinds = []string{"refresh_replay", "webauthn_counter_regression"}
+
+// RetentionKinds are the kinds of record the retention sweeper deletes
+// (core/retention, whose tests check this list against its own), the
+// values of the kind label of identity.retention.*. NewMetrics starts both
+// counters at 0 for each, so the first failure is an increase().
+var RetentionKinds = []string{"refresh_tokens", "sessions", "verification_tokens", "mfa_challenges", "webauthn_ceremonies", "inbox"}
 
 // loginBuckets (seconds) centre on an argon2id verify (~0.1–0.3 s) and
 // reach the 2 s hashing-slot wait; the SDK default buckets (0…10000) are
@@ -148,6 +158,8 @@ type Metrics struct {
 	OutboxLag                  metric.Float64ObservableGauge
 	OutboxPending              metric.Int64ObservableGauge
 	JWKSActiveKeyAge           metric.Float64ObservableGauge
+	RetentionDeletedRows       metric.Int64Counter
+	RetentionFailure           metric.Int64Counter
 
 	// Totals for the ratio gauge; the SDK gives no way to read a counter.
 	hits, misses atomic.Int64
@@ -195,14 +207,9 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 			return nil
 		}))
 	err = errors.Join(err, e)
-	m.SecurityIncident, e = meter.Int64Counter(MetricSecurityIncident,
+	m.SecurityIncident, e = kindCounter(meter, MetricSecurityIncident, SecurityIncidentKinds,
 		metric.WithDescription("Security incidents detected (identity.user.security_incident.v1), by kind (refresh_replay, webauthn_counter_regression)."))
 	err = errors.Join(err, e)
-	if e == nil {
-		for _, kind := range SecurityIncidentKinds {
-			m.SecurityIncident.Add(context.Background(), 0, metric.WithAttributes(AttrKind.String(kind)))
-		}
-	}
 	m.OutboxLag, e = meter.Float64ObservableGauge(MetricOutboxLag,
 		metric.WithDescription("Age of the oldest outbox event not yet published to the event bus; 0 when none is pending."),
 		metric.WithUnit("s"))
@@ -222,6 +229,13 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 			}
 			return nil
 		}))
+	err = errors.Join(err, e)
+	m.RetentionDeletedRows, e = kindCounter(meter, MetricRetentionDeleted, RetentionKinds,
+		metric.WithDescription("Rows the retention sweeper deleted, by kind (the table)."),
+		metric.WithUnit("{row}"))
+	err = errors.Join(err, e)
+	m.RetentionFailure, e = kindCounter(meter, MetricRetentionFailures, RetentionKinds,
+		metric.WithDescription("Retention sweeps of one kind that failed (left for the next sweep), by kind."))
 	err = errors.Join(err, e)
 	if err != nil {
 		return nil, err
@@ -330,4 +344,35 @@ func (m *Metrics) AccessContextCacheLookup(ctx context.Context, hit bool) {
 	}
 	m.misses.Add(1)
 	m.AccessContextCacheMiss.Add(ctx, 1)
+}
+
+// RetentionDeleted counts n rows of kind (one of RetentionKinds) deleted
+// by the retention sweeper.
+func (m *Metrics) RetentionDeleted(ctx context.Context, kind string, n int) {
+	if m == nil {
+		return
+	}
+	m.RetentionDeletedRows.Add(ctx, int64(n), metric.WithAttributes(AttrKind.String(kind)))
+}
+
+// RetentionFailed counts one failed retention sweep of kind (one of
+// RetentionKinds).
+func (m *Metrics) RetentionFailed(ctx context.Context, kind string) {
+	if m == nil {
+		return
+	}
+	m.RetentionFailure.Add(ctx, 1, metric.WithAttributes(AttrKind.String(kind)))
+}
+
+// kindCounter creates a counter with a kind attribute and adds 0 for each
+// of kinds, so every series exists (and rate() works) before the first event.
+func kindCounter(meter metric.Meter, name string, kinds []string, opts ...metric.Int64CounterOption) (metric.Int64Counter, error) {
+	c, err := meter.Int64Counter(name, opts...)
+	if err != nil {
+		return c, err
+	}
+	for _, kind := range kinds {
+		c.Add(context.Background(), 0, metric.WithAttributes(AttrKind.String(kind)))
+	}
+	return c, nil
 }

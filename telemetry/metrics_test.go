@@ -42,6 +42,9 @@ func TestMetricsPrometheusNames(t *testing.T) {
 		return OutboxBacklog{Pending: 3, OldestAge: 1500 * time.Millisecond}, nil
 	})
 	m.ObserveActiveKey(func() (time.Duration, bool) { return 90 * time.Second, true })
+	m.RetentionDeleted(ctx, "sessions", 1000)
+	m.RetentionDeleted(ctx, "sessions", 7)
+	m.RetentionFailed(ctx, "inbox")
 
 	body := scrape(t, p.MetricsHandler)
 
@@ -84,6 +87,13 @@ func TestMetricsPrometheusNames(t *testing.T) {
 		`identity_outbox_pending{` + scope + `} 3`,
 		`# TYPE identity_jwks_active_key_age_seconds gauge`,
 		`identity_jwks_active_key_age_seconds{` + scope + `} 90`,
+
+		`# TYPE identity_retention_deleted_total counter`,
+		`identity_retention_deleted_total{kind="sessions",` + scope + `} 1007`,
+		`identity_retention_deleted_total{kind="inbox",` + scope + `} 0`,
+		`# TYPE identity_retention_failures_total counter`,
+		`identity_retention_failures_total{kind="inbox",` + scope + `} 1`,
+		`identity_retention_failures_total{kind="sessions",` + scope + `} 0`,
 	} {
 		// Not require.Contains: its failure message would print the
 		// whole exposition for every miss.
@@ -123,6 +133,12 @@ func TestObservedGauges(t *testing.T) {
 	for _, kind := range SecurityIncidentKinds {
 		require.Regexp(t, `(?m)^identity_security_incident_total\{kind="`+kind+`",[^}]*\} 0$`, body,
 			"every kind starts at 0 so the first incident is an increase")
+	}
+	for _, kind := range RetentionKinds {
+		for _, family := range []string{"identity_retention_deleted_total", "identity_retention_failures_total"} {
+			require.Regexp(t, `(?m)^`+family+`\{kind="`+kind+`",[^}]*\} 0$`, body,
+				"every kind starts at 0 so the first failure is an increase")
+		}
 	}
 	for _, name := range []string{"identity_outbox_lag_seconds{", "identity_outbox_pending{", "identity_jwks_active_key_age_seconds{"} {
 		require.NotContains(t, body, name, "no source registered yet")
@@ -182,6 +198,8 @@ func TestNilMetrics(t *testing.T) {
 		m.SecurityIncidentDetected(ctx, "refresh_replay")
 		m.ObserveOutbox(func(context.Context) (OutboxBacklog, error) { return OutboxBacklog{}, nil })
 		m.ObserveActiveKey(func() (time.Duration, bool) { return 0, true })
+		m.RetentionDeleted(ctx, "sessions", 3)
+		m.RetentionFailed(ctx, "sessions")
 	})
 }
 
@@ -234,6 +252,8 @@ func TestDocumentedSeries(t *testing.T) {
 	m.AccessContextCacheLookup(ctx, false)
 	m.ObserveOutbox(func(context.Context) (OutboxBacklog, error) { return OutboxBacklog{}, nil })
 	m.ObserveActiveKey(func() (time.Duration, bool) { return time.Hour, true })
+	m.RetentionDeleted(ctx, "sessions", 2)
+	m.RetentionFailed(ctx, "inbox")
 	body := scrape(t, p.MetricsHandler)
 
 	served := map[string]bool{}

@@ -28,6 +28,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/core/mfa"
 	"github.com/ghasi-ehealth/identity-service/core/mfa/passkey"
 	"github.com/ghasi-ehealth/identity-service/core/password"
+	"github.com/ghasi-ehealth/identity-service/core/retention"
 	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
 	"github.com/ghasi-ehealth/identity-service/core/token"
@@ -90,6 +91,7 @@ type Main struct {
 	memberships core.MembershipReader
 	passkeys    *passkey.Service
 	valkey      *cache.Valkey
+	retention   *retention.Service
 
 	listener net.Listener
 	server   *http.Server
@@ -260,6 +262,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return telemetry.OutboxBacklog{Pending: b.Pending, OldestAge: b.Lag}, err
 	})
 	metrics.ObserveActiveKey(m.keys.ActiveKeyAge)
+	m.openRetention(metrics)
 
 	if m.cfg.BootstrapEmail != "" {
 		boot := bootstrap.NewService(m.directory, m.hasher, m.clock, m.logger)
@@ -451,11 +454,13 @@ func (m *Main) handler() http.Handler {
 func (m *Main) Addr() string { return m.listener.Addr().String() }
 
 // Run serves until ctx ends, then drains in-flight requests for up to 10 s
-// and stops the background workers (key refresh and rotation, outbox relay).
+// and stops the background workers (key refresh and rotation, outbox relay,
+// retention sweeps).
 func (m *Main) Run(ctx context.Context) error {
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { m.keys.Run(bgCtx) })
+	wg.Go(func() { m.retention.Run(bgCtx) })
 	wg.Go(func() {
 		if err := m.relay.Run(bgCtx); err != nil {
 			m.logger.Error("outbox relay stopped", "error", err)

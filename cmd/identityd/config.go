@@ -16,6 +16,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/ghasi-ehealth/identity-service/core/password"
+	"github.com/ghasi-ehealth/identity-service/core/retention"
 	"github.com/ghasi-ehealth/identity-service/httpx"
 	"github.com/ghasi-ehealth/identity-service/persistence"
 )
@@ -60,6 +61,10 @@ type Config struct {
 	GoMemLimitSet bool
 	// APIKeyHMACSecret is IDENTITY_APIKEY_HMAC_SECRET; nil derives it from the master key.
 	APIKeyHMACSecret []byte
+	// RetentionInterval is IDENTITY_RETENTION_INTERVAL: the time between
+	// sweeps deleting ended sessions, tokens, challenges and inbox records
+	// (core/retention); zero disables the sweeper.
+	RetentionInterval time.Duration
 	// SpanExporter, when not nil, receives every span synchronously as it
 	// ends (telemetry.Config.SpanExporter). No environment variable sets
 	// it: tests set it to an in-memory exporter to assert on traces.
@@ -192,6 +197,15 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		return bad("IDENTITY_LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	c.RetentionInterval = retention.DefaultInterval
+	if raw := get("IDENTITY_RETENTION_INTERVAL", ""); raw != "" {
+		// Under a second would sweep back to back: a typo, not a schedule.
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < 0 || (d > 0 && d < time.Second) {
+			return bad("IDENTITY_RETENTION_INTERVAL", "must be a duration of at least 1s such as 1h or 30m, or 0 to disable")
+		}
+		c.RetentionInterval = d
 	}
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -27,6 +28,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	require.Nil(t, c.MasterKey)
 	require.EqualValues(t, 65536, c.Argon2Params.Memory)
 	require.GreaterOrEqual(t, c.Argon2MaxConcurrency, 1)
+	require.Equal(t, time.Hour, c.RetentionInterval)
 }
 
 func TestLoadConfigValues(t *testing.T) {
@@ -43,6 +45,7 @@ func TestLoadConfigValues(t *testing.T) {
 		"IDENTITY_ARGON2_MAX_CONCURRENCY": "3",
 		"IDENTITY_MIGRATE":                "false",
 		"IDENTITY_WEBAUTHN_ORIGINS":       "https://a.example.org, https://b.example.org",
+		"IDENTITY_RETENTION_INTERVAL":     "15m",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "https://identity.example.org", c.PublicURL)
@@ -52,6 +55,29 @@ func TestLoadConfigValues(t *testing.T) {
 	require.EqualValues(t, 64, c.Argon2Params.Memory)
 	require.False(t, c.Migrate)
 	require.Equal(t, []string{"https://a.example.org", "https://b.example.org"}, c.WebAuthnOrigins)
+	require.Equal(t, 15*time.Minute, c.RetentionInterval)
+}
+
+func TestLoadConfigRetentionInterval(t *testing.T) {
+	tests := []struct {
+		value string
+		want  time.Duration
+	}{
+		{"", time.Hour},
+		{"0", 0}, // disabled
+		{"0s", 0},
+		{"1s", time.Second},
+		{" 90m ", 90 * time.Minute},
+		{"1h30m", 90 * time.Minute},
+		{"24h", 24 * time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.value, func(t *testing.T) {
+			c, err := LoadConfig(envOf(map[string]string{"IDENTITY_RETENTION_INTERVAL": tc.value}))
+			require.NoError(t, err)
+			require.Equal(t, tc.want, c.RetentionInterval)
+		})
+	}
 }
 
 func TestLoadConfigRejects(t *testing.T) {
@@ -75,6 +101,10 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"IDENTITY_LOG_LEVEL", "loud"},
 		{"IDENTITY_BREACHED_PASSWORDS_FILE", "/nonexistent/list.txt"},
 		{"IDENTITY_APIKEY_HMAC_SECRET", "too-short"},
+		{"IDENTITY_RETENTION_INTERVAL", "hourly"},
+		{"IDENTITY_RETENTION_INTERVAL", "1"}, // no unit
+		{"IDENTITY_RETENTION_INTERVAL", "-1h"},
+		{"IDENTITY_RETENTION_INTERVAL", "500ms"},
 		{"IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", ""}, // email without password
 	}
 	for _, tc := range tests {

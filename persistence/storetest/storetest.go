@@ -27,6 +27,7 @@ var suites = []struct {
 	{"licensing", testLicensing},
 	{"devices", testDevices},
 	{"federation", testFederation},
+	{"retention", testRetention},
 }
 
 // Run runs the whole conformance suite against the backend open returns.
