@@ -77,7 +77,7 @@ func TestRulesLoad(t *testing.T) {
 		names[r.Alert] = true
 	}
 	for _, want := range []string{"IdentityLoginLatencyHigh", "Identity5xxRatioHigh", "IdentityOutboxRelayLagging",
-		"IdentityRefreshReplayIncidents", "IdentityJWKSRotationOverdue"} {
+		"IdentityRefreshReplayIncidents", "IdentityJWKSRotationOverdue", "IdentityRetentionFailing"} {
 		require.True(t, names[want], "alert %s is missing", want)
 	}
 }
@@ -267,6 +267,7 @@ func TestAlertsFire(t *testing.T) {
 		"key":          `identity_jwks_active_key_age_seconds{job="identity",instance="a:8080"} 864000+60x200`,
 		"replay":       `identity_security_incident_total{job="identity",instance="a:8080",kind="refresh_replay"} 0+0x200`,
 		"passkey":      `identity_security_incident_total{job="identity",instance="a:8080",kind="webauthn_counter_regression"} 0+0x200`,
+		"retention":    `identity_retention_failures_total{job="identity",instance="a:8080",kind="sessions"} 0+0x400`,
 	}
 	for _, tc := range []struct {
 		name   string
@@ -319,6 +320,16 @@ func TestAlertsFire(t *testing.T) {
 		{name: "passkey counter regression", at: 30 * time.Minute,
 			change: map[string]string{"passkey": `identity_security_incident_total{job="identity",instance="a:8080",kind="webauthn_counter_regression"} 0x25 1x10`},
 			want:   []string{"IdentityPasskeyCounterRegression/ticket"}},
+
+		{name: "one failed retention sweep", at: 5 * time.Hour,
+			change: map[string]string{"retention": `identity_retention_failures_total{job="identity",instance="a:8080",kind="sessions"} 0x60 1x340`}},
+		{name: "retention failing every hour", at: 5 * time.Hour,
+			change: map[string]string{"retention": `identity_retention_failures_total{job="identity",instance="a:8080",kind="sessions"} 0x60 1x60 2x60 3x60 4x160`},
+			want:   []string{"IdentityRetentionFailing/ticket"}},
+		{name: "retention failures on two instances add up", at: 5 * time.Hour,
+			change: map[string]string{"retention": `identity_retention_failures_total{job="identity",instance="a:8080",kind="inbox"} 0x60 1x60 2x280` + "\n" +
+				`identity_retention_failures_total{job="identity",instance="c:8080",kind="inbox"} 0x150 1x250`},
+			want: []string{"IdentityRetentionFailing/ticket"}},
 
 		{name: "key 92 days old", at: 2 * time.Hour,
 			change: map[string]string{"key": `identity_jwks_active_key_age_seconds{job="identity",instance="a:8080"} 7948800+60x200`}},
