@@ -218,7 +218,10 @@ func TestValkeyOneTimeKeys(t *testing.T) {
 
 	value, pttl := rawGet(t, v, "identity:onetime:test-flow:"+key)
 	require.Equal(t, "v", value)
-	require.Greater(t, pttl, int64(59_000))
+	// The TTL is the minute asked for: not left unset (PTTL -1), not a few
+	// seconds. The slack below 60 000 ms covers the time between the write
+	// and this read on a slow machine.
+	require.Greater(t, pttl, int64(50_000))
 	require.LessOrEqual(t, pttl, int64(60_000))
 
 	_, ok, err := s.Take(ctx, key)

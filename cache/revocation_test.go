@@ -191,15 +191,20 @@ func TestValkeyCachedRevocationExpires(t *testing.T) {
 	b := openTestValkey(t).Revocations()
 	id := uniquePrefix(t) + "s1"
 
-	require.NoError(t, b.Revoke(ctx, []string{id}, 300*time.Millisecond))
+	// A reads the revocation twice (the second from its cache) while the
+	// key lives: ttl leaves a slow machine ample time for that. The cache
+	// ttl is a minute, so an answer that turns to "not revoked" within
+	// ttl + 7 s ended with the key.
+	const ttl = 3 * time.Second
+	require.NoError(t, b.Revoke(ctx, []string{id}, ttl))
 	require.Eventually(t, func() bool {
 		revoked, cached, err := a.isRevoked(ctx, id)
 		return err == nil && revoked && cached
-	}, time.Second, 5*time.Millisecond)
+	}, ttl, 5*time.Millisecond, "A caches the revocation")
 	require.Eventually(t, func() bool {
 		revoked, _, err := a.isRevoked(ctx, id)
 		return err == nil && !revoked
-	}, 2*time.Second, 10*time.Millisecond)
+	}, ttl+7*time.Second, 10*time.Millisecond, "the cached revocation ends with the key, not with the 1 min cache ttl")
 }
 
 // A lost connection drops the client-side cache: invalidations sent while

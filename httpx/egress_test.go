@@ -300,16 +300,24 @@ func TestEgressClientTimeout(t *testing.T) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
+		case <-time.After(2 * DefaultEgressTimeout):
+			// A client without any timeout gets an answer, and the test
+			// fails instead of hanging.
 		}
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
 
-	c := NewEgressClient(EgressConfig{AllowPrivate: true, Timeout: 100 * time.Millisecond})
+	const timeout = 100 * time.Millisecond
+	c := NewEgressClient(EgressConfig{AllowPrivate: true, Timeout: timeout})
 	start := time.Now()
 	_, err := get(c, srv.URL)
+	elapsed := time.Since(start)
 	require.Error(t, err)
 	var ne net.Error
 	require.True(t, errors.As(err, &ne) && ne.Timeout(), "%v", err)
-	require.Less(t, time.Since(start), 2*time.Second)
+	require.GreaterOrEqual(t, elapsed, timeout)
+	// Generous for a slow machine, and still well short of what ignoring
+	// the configured timeout would take (the 5 s default).
+	require.Less(t, elapsed, DefaultEgressTimeout-time.Second, "the configured timeout ended the call, not the default")
 }

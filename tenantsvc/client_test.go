@@ -128,18 +128,32 @@ func TestSlowResponseTimesOut(t *testing.T) {
 	requireKind(t, err, core.KindUnavailable)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.GreaterOrEqual(t, elapsed, timeout)
-	require.Less(t, elapsed, timeout+300*time.Millisecond, "the budget covers the retry")
-	require.Equal(t, int32(1), fake.requests.Load(), "no retry once the budget is spent")
+	// The fake answers a hung request by itself after 5 s (with a body the
+	// client refuses): ending long before that means the budget ended the
+	// call. That the budget covers the retry is the request count: a budget
+	// per attempt would have sent a second request after the first timed out.
+	require.Less(t, elapsed, 4*time.Second, "ended by the budget, not by the fake's own answer")
+	require.Equal(t, int32(1), fake.requests.Load(), "no retry once the budget is spent: the budget covers the retry")
 	require.Equal(t, uint32(1), c.cb.Counts().ConsecutiveFailures, "a timeout counts against the breaker")
 }
 
 func TestBreaker(t *testing.T) {
 	fake, srv := newFake(t)
 	fake.setOverride(status(http.StatusInternalServerError))
-	c, logs := newClient(t, srv, func(o *Options) { o.BreakerOpenFor = 100 * time.Millisecond })
+	// openFor is long enough that the checks made while the breaker is
+	// open are done before it half-opens, even on a stalled machine; the
+	// waits for half-open poll, so the test takes about 2 × openFor. The
+	// budget is long so that an open breaker that waited for it instead of
+	// answering at once would be far outside the bound checked below.
+	const openFor = 2 * time.Second
+	c, logs := newClient(t, srv, func(o *Options) { o.BreakerOpenFor = openFor; o.Timeout = 30 * time.Second })
 	node := core.NewID()
 
-	for range DefaultBreakerFailures {
+	var opened time.Time
+	for i := range DefaultBreakerFailures {
+		if i == DefaultBreakerFailures-1 {
+			opened = time.Now() // before the call that opens the breaker
+		}
 		requireKind(t, callAncestors(c, node), core.KindUnavailable)
 	}
 	require.Equal(t, int32(2*DefaultBreakerFailures), fake.requests.Load(), "each failed call retried once")
@@ -149,7 +163,8 @@ func TestBreaker(t *testing.T) {
 	// Open: the 6th call answers at once without a request, on any endpoint.
 	start := time.Now()
 	err := callAncestors(c, node)
-	require.Less(t, time.Since(start), 50*time.Millisecond)
+	require.Less(t, time.Since(start), time.Second, "answered without waiting (the budget is 30 s)")
+	require.Equal(t, int32(2*DefaultBreakerFailures), fake.requests.Load(), "no request while open")
 	requireKind(t, err, core.KindUnavailable)
 	require.Equal(t, core.CodeUnavailable, core.CodeOf(err))
 	require.ErrorIs(t, err, gobreaker.ErrOpenState)
@@ -157,9 +172,9 @@ func TestBreaker(t *testing.T) {
 	require.ErrorIs(t, err, gobreaker.ErrOpenState)
 	require.Equal(t, int32(2*DefaultBreakerFailures), fake.requests.Load())
 
-	// Half-open after the delay: a failed trial opens it again.
-	time.Sleep(150 * time.Millisecond)
-	require.Equal(t, gobreaker.StateHalfOpen, c.cb.State())
+	// Half-open after the delay, not before: a failed trial opens it again.
+	requireHalfOpenAfter(t, c, opened, openFor)
+	reopened := time.Now()
 	requireKind(t, callAncestors(c, node), core.KindUnavailable)
 	require.Equal(t, gobreaker.StateOpen, c.cb.State())
 	before := fake.requests.Load()
@@ -169,10 +184,20 @@ func TestBreaker(t *testing.T) {
 	// Half-open again: a successful trial closes it.
 	fake.setOverride(nil)
 	fake.setAncestors(node, `{"nodeId":"`+node+`","ancestors":[]}`)
-	time.Sleep(150 * time.Millisecond)
+	requireHalfOpenAfter(t, c, reopened, openFor)
 	require.NoError(t, callAncestors(c, node))
 	require.Equal(t, gobreaker.StateClosed, c.cb.State())
 	require.NoError(t, callAncestors(c, node))
+}
+
+// requireHalfOpenAfter waits for c's breaker to turn half-open and requires
+// that this happened no earlier than openFor after since (a time taken
+// before the call that opened it).
+func requireHalfOpenAfter(t *testing.T, c *Client, since time.Time, openFor time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool { return c.cb.State() == gobreaker.StateHalfOpen },
+		openFor+10*time.Second, 10*time.Millisecond, "the breaker half-opens after BreakerOpenFor")
+	require.GreaterOrEqual(t, time.Since(since), openFor, "the breaker stayed open for BreakerOpenFor")
 }
 
 func TestAnswersDoNotTripTheBreaker(t *testing.T) {
@@ -211,14 +236,30 @@ func TestBreakerThresholdIsConfigurable(t *testing.T) {
 func TestContextCancellation(t *testing.T) {
 	t.Run("cancelled while waiting", func(t *testing.T) {
 		fake, srv := newFake(t)
-		fake.setOverride(hang)
-		c, _ := newClient(t, srv, func(o *Options) { o.Timeout = 2 * time.Second; o.BreakerFailures = 1 })
+		arrived := make(chan struct{}, 1)
+		fake.setOverride(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+			hang(w, r)
+		})
+		c, _ := newClient(t, srv, func(o *Options) { o.Timeout = 30 * time.Second; o.BreakerFailures = 1 })
 		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(50*time.Millisecond, cancel)
+		defer cancel()
+		go func() {
+			// Cancel once the request is waiting at the fake.
+			select {
+			case <-arrived:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 
 		start := time.Now()
 		_, err := c.Ancestors(ctx, core.NewID())
-		require.Less(t, time.Since(start), time.Second)
+		// Neither the 30 s budget nor the fake's own answer after 5 s ended it.
+		require.Less(t, time.Since(start), 4*time.Second, "the cancellation ends the call")
 		requireKind(t, err, core.KindUnavailable)
 		require.ErrorIs(t, err, context.Canceled)
 		require.Equal(t, int32(1), fake.requests.Load(), "no retry for a cancelled call")

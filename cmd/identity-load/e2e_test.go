@@ -200,7 +200,8 @@ func TestEndToEnd(t *testing.T) {
 		for _, sr := range rep.Scenarios {
 			requireClean(t, sr)
 			require.NotNil(t, sr.OpenLoop)
-			require.InDelta(t, 80, float64(sr.OpenLoop.Scheduled), 3, "rate × 0.8 s")
+			// Exact: the schedule is arithmetic, not timer firings (TestOpenLoopKeepsTheScheduleAndCountsDrops).
+			require.Equal(t, uint64(80), sr.OpenLoop.Scheduled, "rate × 0.8 s")
 			require.Equal(t, sr.OpenLoop.Scheduled, sr.OpenLoop.Sent+sr.OpenLoop.Dropped+sr.OpenLoop.Unsent)
 		}
 	})

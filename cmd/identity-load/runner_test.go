@@ -63,16 +63,30 @@ func TestClosedLoopRecordsOnlyTheMeasuredWindow(t *testing.T) {
 func TestOpenLoopKeepsTheScheduleAndCountsDrops(t *testing.T) {
 	t.Run("keeps up", func(t *testing.T) {
 		ops := []op{{name: "fast", do: func(context.Context, *worker) error { return nil }}}
+		start := time.Now()
 		res := run(context.Background(), ops, newWorkers(2), runOptions{Concurrency: 2, Rate: 1000,
 			Warmup: 100 * time.Millisecond, Duration: 400 * time.Millisecond})
+		// A lower bound only: the last send is due 1 ms before the window
+		// ends, and a slow machine only makes it later.
+		require.GreaterOrEqual(t, time.Since(start), 499*time.Millisecond, "sends are spread over the run as scheduled, not made at once")
 		require.NotNil(t, res.open)
 		o := res.open
-		require.InDelta(t, 400, float64(o.Scheduled), 2, "rate × window")
+		// The schedule is arithmetic (send n is due at start + n/rate), not
+		// timer firings: a slow machine sends late, never fewer, so the
+		// count is exact.
+		require.Equal(t, uint64(400), o.Scheduled, "rate × window")
 		require.Zero(t, o.Dropped)
 		require.Equal(t, o.Scheduled, o.Sent+o.Unsent)
 		require.Equal(t, o.Sent, res.recs[0].ok.Count())
-		require.GreaterOrEqual(t, o.Sent, o.Scheduled*9/10, "at most a few left in the backlog at the end")
-		require.InDelta(t, 1000, res.recs[0].report("fast", res.measured.Seconds()).ThroughputPerSec, 100)
+		// How many are still in the backlog when the window closes depends
+		// on the machine (a stall near the end leaves that many
+		// milliseconds' worth unsent); two thirds leaves room for a 130 ms
+		// stall and still fails a runner that sends half the schedule.
+		require.GreaterOrEqual(t, o.Sent, o.Scheduled*2/3, "the workers keep up with the schedule")
+		require.InDelta(t, 0.4, res.measured.Seconds(), 1e-9)
+		tput := res.recs[0].report("fast", res.measured.Seconds()).ThroughputPerSec
+		require.InDelta(t, float64(o.Sent)/0.4, tput, 1e-6, "successes over the measured window")
+		require.InDelta(t, 1000, tput, 1000/3.0, "about the rate: neither several times more nor half")
 	})
 	t.Run("overloaded", func(t *testing.T) {
 		// One worker, 20 ms per request, 500 requests/s due: the backlog
@@ -84,14 +98,17 @@ func TestOpenLoopKeepsTheScheduleAndCountsDrops(t *testing.T) {
 		res := run(context.Background(), ops, newWorkers(1), runOptions{Concurrency: 1, Rate: 500, QueueCap: 5,
 			Duration: 300 * time.Millisecond})
 		o := res.open
-		require.InDelta(t, 150, float64(o.Scheduled), 2)
+		require.Equal(t, uint64(150), o.Scheduled, "rate × window, exact (see above)")
 		require.Positive(t, o.Dropped)
 		require.Equal(t, o.Scheduled, o.Sent+o.Dropped+o.Unsent)
 		require.Positive(t, o.Late)
 		rep := res.recs[0].report("slow", res.measured.Seconds())
 		require.Greater(t, rep.LatencyMs.Max, 40.0, "measured from the scheduled time: includes waiting")
 		require.NotNil(t, rep.ServiceMs)
-		require.Less(t, rep.ServiceMs.P50, 60.0, "service time: from the actual send")
+		// A sent request waited behind the ≈ 5 queued before it, so its
+		// latency is several service times, however slow the machine;
+		// service time measured from the scheduled time would equal it.
+		require.Less(t, rep.ServiceMs.P50, rep.LatencyMs.P50/2, "service time: from the actual send, without the queueing")
 		require.GreaterOrEqual(t, rep.ServiceMs.P50, 20.0)
 		require.Greater(t, o.SendLagMaxMs, 20.0)
 	})
@@ -99,7 +116,12 @@ func TestOpenLoopKeepsTheScheduleAndCountsDrops(t *testing.T) {
 
 func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int64
 	ops := []op{{name: "x", do: func(ctx context.Context, _ *worker) error {
+		if calls.Add(1) == 50 {
+			cancel() // the interrupt, in the middle of the run
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -107,11 +129,13 @@ func TestRunStopsOnCancel(t *testing.T) {
 			return nil
 		}
 	}}}
-	time.AfterFunc(100*time.Millisecond, cancel)
+	const duration = time.Minute
 	start := time.Now()
-	res := run(ctx, ops, newWorkers(2), runOptions{Concurrency: 2, Duration: time.Minute})
-	require.Less(t, time.Since(start), 5*time.Second)
-	require.Less(t, res.measured, time.Second)
+	res := run(ctx, ops, newWorkers(2), runOptions{Concurrency: 2, Duration: duration})
+	// Both bounds are far from the minute an uninterrupted run takes.
+	require.Less(t, time.Since(start), duration/2, "the run stops on cancel")
+	require.Less(t, res.measured, duration/2, "the window ends at the cancel")
+	require.Positive(t, res.measured)
 	require.Zero(t, res.recs[0].failures(), "requests cut by the interrupt are not server failures")
 }
 
@@ -315,8 +339,11 @@ func TestTokenSourceRenewsInTheBackground(t *testing.T) {
 	time.Sleep(450 * time.Millisecond)
 	require.Equal(t, "tok1", ts.token(), "the caller is not held up: it gets the current token")
 	require.Eventually(t, func() bool { return ts.token() != "tok1" }, 2*time.Second, 5*time.Millisecond)
+	// Renewals fail from here on, set before the next token() call: only a
+	// call can start a renewal, so however long the machine stalls, no
+	// renewal after this point succeeds.
+	fail.Store(true)
 	cur := ts.token()
-	fail.Store(true) // well before the next renewal is due
 	time.Sleep(450 * time.Millisecond)
 	require.Equal(t, cur, ts.token(), "a failed renewal keeps the old token")
 	time.Sleep(50 * time.Millisecond)

@@ -23,7 +23,8 @@ func TestAPIKeyLifecycleEndToEnd(t *testing.T) {
 	for name, env := range e2eDialects {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			s := startService(t, env(t))
+			clock := &offsetClock{}
+			s := startServiceClock(t, env(t), clock)
 			w := newWorld(t, s)
 
 			// Create: 201 with the secret, once.
@@ -88,9 +89,14 @@ func TestAPIKeyLifecycleEndToEnd(t *testing.T) {
 			require.Equal(t, events, s.eventCount(t), "no side effect")
 			require.Equal(t, k.ID, s.whoamiKey(t, k.Secret).ID, "the key still works")
 
-			// Rotation with a short overlap: the old secret works until
-			// previousSecretExpiresAt, and not after.
-			rotRes := s.call(t, http.MethodPost, "/api/v1/api-keys/"+k.ID+"/rotate", w.tokA, map[string]any{"overlapSeconds": 2})
+			// Rotation with an overlap: the old secret works until
+			// previousSecretExpiresAt, and not after. The overlap is long
+			// enough that no slow machine ends it during the checks inside
+			// it; the service's clock then steps to its end.
+			const overlap = 30 * time.Second
+			rotStart := clock.Now()
+			rotRes := s.call(t, http.MethodPost, "/api/v1/api-keys/"+k.ID+"/rotate", w.tokA, map[string]any{"overlapSeconds": 30})
+			rotEnd := clock.Now()
 			var rot rotatedKeyDoc
 			rotRes.decode(t, http.StatusOK, &rot)
 			require.ElementsMatch(t, []string{"id", "secret", "previousSecretExpiresAt"}, rotRes.members(t))
@@ -98,12 +104,14 @@ func TestAPIKeyLifecycleEndToEnd(t *testing.T) {
 			require.Regexp(t, keyPattern, rot.Secret)
 			require.NotEqual(t, k.Secret, rot.Secret)
 			require.True(t, strings.HasPrefix(rot.Secret, k.Prefix+"_"), "the prefix stays")
-			require.WithinDuration(t, time.Now().Add(2*time.Second), rot.PreviousSecretExpiresAt, time.Second)
-			require.True(t, time.Now().Before(rot.PreviousSecretExpiresAt))
+			require.WithinRange(t, rot.PreviousSecretExpiresAt, rotStart.Add(overlap).Truncate(time.Microsecond), rotEnd.Add(overlap),
+				"the rotation's time plus the overlap asked for")
 			require.Equal(t, k.ID, s.whoamiKey(t, k.Secret).ID, "old secret inside the overlap")
 			require.Equal(t, k.ID, s.whoamiKey(t, rot.Secret).ID, "new secret")
 			require.Len(t, s.keyEventData(t, apikey.EventRotated, k.ID), 1)
-			time.Sleep(time.Until(rot.PreviousSecretExpiresAt) + 100*time.Millisecond)
+			clock.Advance(rot.PreviousSecretExpiresAt.Sub(clock.Now()) - 5*time.Second)
+			require.Equal(t, k.ID, s.whoamiKey(t, k.Secret).ID, "old secret near the end of the overlap")
+			clock.Advance(5*time.Second + 100*time.Millisecond)
 			s.requireKeyRejected(t, k.Secret)
 			require.Equal(t, k.ID, s.whoamiKey(t, rot.Secret).ID, "new secret after the overlap")
 

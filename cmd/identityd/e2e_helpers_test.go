@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/token"
 	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 )
@@ -63,12 +65,30 @@ func startService(t testing.TB, env map[string]string) *testService {
 // configuration (for settings no environment variable exposes).
 func startServiceWith(t testing.TB, env map[string]string, adjust func(*Config)) *testService {
 	t.Helper()
+	return startServiceHooked(t, env, adjust, nil)
+}
+
+// startServiceClock is startService with the service's clock replaced by
+// clock (Main.clock is what every service is built with in Open).
+func startServiceClock(t testing.TB, env map[string]string, clock core.Clock) *testService {
+	t.Helper()
+	return startServiceHooked(t, env, nil, func(m *Main) { m.clock = clock })
+}
+
+// startServiceHooked starts a service from env, with adjust (when not nil)
+// applied to the loaded configuration and prepare (when not nil) to the
+// Main before it opens.
+func startServiceHooked(t testing.TB, env map[string]string, adjust func(*Config), prepare func(*Main)) *testService {
+	t.Helper()
 	cfg, err := LoadConfig(envOf(env))
 	require.NoError(t, err)
 	if adjust != nil {
 		adjust(&cfg)
 	}
 	m := NewMain(cfg, testLogger(t))
+	if prepare != nil {
+		prepare(m)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, m.Open(ctx))
 	s := &testService{main: m, baseURL: "http://" + m.Addr(), cancel: cancel, done: make(chan error, 1)}
@@ -172,4 +192,20 @@ type tWriter struct{ t testing.TB }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))
 	return len(p), nil
+}
+
+// offsetClock is the system clock plus an offset that only moves forward:
+// the service sees ordinary, running time, and a test steps past an expiry
+// (a rotation overlap) without sleeping.
+type offsetClock struct{ offset atomic.Int64 }
+
+func (c *offsetClock) Now() time.Time {
+	return time.Now().UTC().Add(time.Duration(c.offset.Load()))
+}
+
+// Advance moves the clock forward by d (d ≤ 0 does nothing).
+func (c *offsetClock) Advance(d time.Duration) {
+	if d > 0 {
+		c.offset.Add(int64(d))
+	}
 }

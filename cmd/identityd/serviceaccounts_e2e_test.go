@@ -15,7 +15,8 @@ import (
 
 func TestServiceAccountClientCredentialsEndToEnd(t *testing.T) {
 	t.Parallel()
-	s := startService(t, baseEnv(t))
+	clock := &offsetClock{}
+	s := startServiceClock(t, baseEnv(t), clock)
 	w := newWorld(t, s)
 
 	// Create as SUPER_ADMIN: 201 with the secret, once.
@@ -105,22 +106,30 @@ func TestServiceAccountClientCredentialsEndToEnd(t *testing.T) {
 	requireOAuthError(t, s.tokenRequest(t, "", map[string]string{"grant_type": "client_credentials", "client_id": sa.ClientID,
 		"client_secret": sa.ClientSecret, "scope": "tenant:users:write"}, nil), http.StatusBadRequest, "invalid_scope")
 
-	// Secret rotation with a short overlap.
+	// Secret rotation with an overlap long enough that no slow machine ends
+	// it during the checks inside it; the service's clock then steps to
+	// its end.
 	requireProblem(t, s.call(t, http.MethodPost, "/api/v1/service-accounts/"+sa.ID+"/rotate-secret", w.tokA,
-		map[string]any{"overlapSeconds": 2}), http.StatusForbidden, "IDENT_FORBIDDEN")
+		map[string]any{"overlapSeconds": 30}), http.StatusForbidden, "IDENT_FORBIDDEN")
 	var rot struct {
 		ID                      string    `json:"id"`
 		ClientSecret            string    `json:"clientSecret"`
 		PreviousSecretExpiresAt time.Time `json:"previousSecretExpiresAt"`
 	}
+	const overlap = 30 * time.Second
+	rotStart := clock.Now()
 	s.call(t, http.MethodPost, "/api/v1/service-accounts/"+sa.ID+"/rotate-secret", w.super,
-		map[string]any{"overlapSeconds": 2}).decode(t, http.StatusOK, &rot)
+		map[string]any{"overlapSeconds": 30}).decode(t, http.StatusOK, &rot)
+	rotEnd := clock.Now()
 	require.Equal(t, sa.ID, rot.ID)
 	require.NotEqual(t, sa.ClientSecret, rot.ClientSecret)
-	require.WithinDuration(t, time.Now().Add(2*time.Second), rot.PreviousSecretExpiresAt, time.Second)
+	require.WithinRange(t, rot.PreviousSecretExpiresAt, rotStart.Add(overlap).Truncate(time.Microsecond), rotEnd.Add(overlap),
+		"the rotation's time plus the overlap asked for")
 	s.clientToken(t, sa.ClientID, sa.ClientSecret) // old, inside the overlap
 	s.clientToken(t, sa.ClientID, rot.ClientSecret)
-	time.Sleep(time.Until(rot.PreviousSecretExpiresAt) + 100*time.Millisecond)
+	clock.Advance(rot.PreviousSecretExpiresAt.Sub(clock.Now()) - 5*time.Second)
+	s.clientToken(t, sa.ClientID, sa.ClientSecret) // old, near the end of the overlap
+	clock.Advance(5*time.Second + 100*time.Millisecond)
 	requireOAuthError(t, s.tokenRequest(t, "", post, nil), http.StatusUnauthorized, "invalid_client")
 	newTok := s.clientToken(t, sa.ClientID, rot.ClientSecret)
 	s.call(t, http.MethodGet, "/api/v1/auth/whoami", newTok, nil).decode(t, http.StatusOK, &who)

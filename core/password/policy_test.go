@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -145,6 +144,9 @@ func TestPolicyCommonPasswords(t *testing.T) {
 	}
 }
 
+// TestBundledList checks what parsing the embedded list yields. How long
+// the parse takes is a performance target (50 ms), measured by
+// BenchmarkParseBundled and recorded in docs/PERFORMANCE.md, not asserted.
 func TestBundledList(t *testing.T) {
 	set := bundledSet()
 	require.GreaterOrEqual(t, len(set), 10_000)
@@ -169,20 +171,6 @@ func TestBundledList(t *testing.T) {
 	}
 	require.Less(t, len(bundledList), 1<<20, "keep the embedded list under 1 MiB")
 	require.Equal(t, len(set), newPolicy(t, "").Len())
-}
-
-func TestBundledListLoadTime(t *testing.T) {
-	// The budget is 50 ms; the race detector slows map writes several
-	// times, so allow it the best of three runs.
-	best := time.Hour
-	for range 3 {
-		start := time.Now()
-		set := parseBundled()
-		best = min(best, time.Since(start))
-		require.Len(t, set, len(bundledSet()))
-	}
-	t.Logf("parsing the bundled list took %v", best)
-	require.Less(t, best, 50*time.Millisecond)
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -348,9 +336,16 @@ func BenchmarkPolicyCheck(b *testing.B) {
 	}
 }
 
+// BenchmarkParseBundled is the cost of building the bundled list's set,
+// paid once per process on first use; the target is 50 ms
+// (docs/PERFORMANCE.md, "Foundation").
 func BenchmarkParseBundled(b *testing.B) {
 	b.ReportAllocs()
+	var set map[string]struct{}
 	for b.Loop() {
-		_ = parseBundled()
+		set = parseBundled()
+	}
+	if len(set) != 30_000 {
+		b.Fatalf("parsed %d entries, want 30000", len(set))
 	}
 }
