@@ -215,17 +215,33 @@ func (s *Service) openSession(ctx context.Context, u user.User, tids []string, n
 // tokens issues the access token of sess (its exp never beyond the session's
 // end) and assembles the response.
 func (s *Service) tokens(ctx context.Context, sess Session, u user.User, tids []string, refresh string, now time.Time) (TokenResponse, error) {
+	claims, err := s.accessClaims(sess, u, tids, now)
+	if err != nil {
+		return TokenResponse{}, err
+	}
+	return s.issueTokens(ctx, claims, sess, u, refresh, now)
+}
+
+// accessClaims are the claims of an access token of sess for u at now; it
+// lives the issuer's TTL, cut to the session's end. Errors:
+// IDENT_UNAUTHENTICATED when less than a second of the session is left.
+func (s *Service) accessClaims(sess Session, u user.User, tids []string, now time.Time) (token.Claims, error) {
 	exp := now.Add(s.issuer.TTL())
 	if sess.ExpiresAt.Before(exp) {
 		exp = sess.ExpiresAt
 	}
 	if exp.Sub(now) < time.Second {
-		return TokenResponse{}, core.Unauthenticated(ErrSessionExpired)
+		return token.Claims{}, core.Unauthenticated(ErrSessionExpired)
 	}
-	at, expAt, err := s.issuer.Issue(ctx, token.Claims{
+	return token.Claims{
 		Subject: u.ID, TenantID: u.TenantID, TenantIDs: tids, ID: newTokenID(sess.ID),
 		AMR: sess.AMR, ContextNodeID: sess.ContextNodeID, IssuedAt: now, ExpiresAt: exp,
-	})
+	}, nil
+}
+
+// issueTokens signs claims and builds the token response with refresh.
+func (s *Service) issueTokens(ctx context.Context, claims token.Claims, sess Session, u user.User, refresh string, now time.Time) (TokenResponse, error) {
+	at, expAt, err := s.issuer.Issue(ctx, claims)
 	if err != nil {
 		return TokenResponse{}, err
 	}

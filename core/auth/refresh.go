@@ -2,10 +2,12 @@ package auth
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/ghasi-ehealth/identity-service/core"
+	"github.com/ghasi-ehealth/identity-service/core/token"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 )
 
@@ -27,6 +29,12 @@ import (
 // user). The tids claim is recomputed from the current memberships, and a
 // session's context node must still be covered by them.
 //
+// The access token is signed after the rotation commits: an RS256 signature
+// (about a millisecond) inside the transaction would hold SQLite's single
+// writer for every refresh. Signing with the in-memory keyring does not fail
+// in practice; if it did, the rotated token is lost and the user signs in
+// again — never a token that outlives its committed state.
+//
 // Errors: IDENT_REFRESH_REPLAY; IDENT_UNAUTHENTICATED (unknown or forged
 // token, revoked or expired session, inactive user, context node no longer
 // covered); IDENT_UNAVAILABLE.
@@ -47,14 +55,18 @@ func (s *Service) refresh(ctx context.Context, raw string) (TokenResponse, error
 	hash := s.hashRefreshToken(raw)
 	ip := eventIP(core.ClientIPFrom(ctx))
 	var (
-		resp    TokenResponse
+		claims  token.Claims // of the access token to sign once committed
+		sess    Session
+		u       user.User
+		next    string // the new refresh token
+		now     time.Time
 		failure error // the answer when the transaction commits a revocation
 		revoked []RevokedSession
 		reason  string
 	)
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
-		resp, failure, revoked, reason = TokenResponse{}, nil, nil, ""
-		now := s.now()
+		failure, revoked, reason = nil, nil, ""
+		now = s.now()
 		sid, consumed, err := s.store.ConsumeRefreshToken(ctx, hash, now)
 		if core.IsKind(err, core.KindNotFound) {
 			return core.Unauthenticated(ErrUnknownRefreshToken)
@@ -62,7 +74,7 @@ func (s *Service) refresh(ctx context.Context, raw string) (TokenResponse, error
 		if err != nil {
 			return err
 		}
-		sess, err := s.store.SessionByID(ctx, sid)
+		sess, err = s.store.SessionByID(ctx, sid)
 		if err != nil {
 			return err
 		}
@@ -80,7 +92,7 @@ func (s *Service) refresh(ctx context.Context, raw string) (TokenResponse, error
 		if !now.Before(sess.ExpiresAt) {
 			return core.Unauthenticated(ErrSessionExpired)
 		}
-		u, err := s.users.UserByID(ctx, sess.UserID)
+		u, err = s.users.UserByID(ctx, sess.UserID)
 		if err != nil && !core.IsKind(err, core.KindNotFound) {
 			return err
 		}
@@ -106,15 +118,14 @@ func (s *Service) refresh(ctx context.Context, raw string) (TokenResponse, error
 				return core.Unauthenticated(ErrContextNode)
 			}
 		}
-		next := newRefreshToken()
+		if claims, err = s.accessClaims(sess, u, core.TenantIDs(u.TenantID, ms), now); err != nil {
+			return err
+		}
+		next = newRefreshToken()
 		if err := s.store.InsertRefreshToken(ctx, s.hashRefreshToken(next), sess.ID, now); err != nil {
 			return err
 		}
-		if err := s.store.TouchSession(ctx, sess.ID, now); err != nil {
-			return err
-		}
-		resp, err = s.tokens(ctx, sess, u, core.TenantIDs(u.TenantID, ms), next, now)
-		return err
+		return s.store.TouchSession(ctx, sess.ID, now)
 	})
 	if err != nil {
 		return TokenResponse{}, err
@@ -128,5 +139,5 @@ func (s *Service) refresh(ctx context.Context, raw string) (TokenResponse, error
 	if failure != nil {
 		return TokenResponse{}, failure
 	}
-	return resp, nil
+	return s.issueTokens(ctx, claims, sess, u, next, now)
 }
