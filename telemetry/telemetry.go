@@ -86,11 +86,7 @@ type Providers struct {
 // exporters honour the standard OTEL_EXPORTER_OTLP_* variables (headers,
 // timeout, compression, TLS, and the per-signal *_TRACES_ENDPOINT /
 // *_METRICS_ENDPOINT, which take precedence over cfg.OTLPEndpoint). The
-// sampler is the SDK default (parent-based always-on, or OTEL_TRACES_SAMPLER)
-// when spans go anywhere; with no exporter at all (and OTEL_TRACES_SAMPLER
-// unset) a request that arrives without a sampled parent gets a span with
-// real ids for log correlation and propagation, but one that records
-// nothing, since nothing would read it.
+// sampler is the SDK default (parent-based always-on, or OTEL_TRACES_SAMPLER).
 //
 // Errors: building the resource or an exporter failed (for example a
 // malformed OTEL_RESOURCE_ATTRIBUTES). Exporters do not connect during
@@ -138,9 +134,6 @@ func Setup(ctx context.Context, cfg Config) (*Providers, error) {
 	}
 	if cfg.SpanExporter != nil {
 		traceOpts = append(traceOpts, sdktrace.WithSyncer(cfg.SpanExporter))
-	}
-	if p.spanExporter == nil && cfg.SpanExporter == nil && os.Getenv("OTEL_TRACES_SAMPLER") == "" {
-		traceOpts = append(traceOpts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 	}
 
 	p.tp = sdktrace.NewTracerProvider(traceOpts...)

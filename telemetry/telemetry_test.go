@@ -46,9 +46,13 @@ func TestSetupWithoutEndpoint(t *testing.T) {
 	require.NotNil(t, p.MetricsHandler)
 	require.ElementsMatch(t, []string{"traceparent", "tracestate", "baggage"}, p.Propagator.Fields())
 
-	// Spans still get real ids (for log correlation) though none is exported.
+	// Spans still get real ids (for log correlation) though none is exported,
+	// and are marked sampled: the traceparent passed on (outbox events,
+	// tenant-service calls) must not make downstream services that do export
+	// drop their part of the trace.
 	_, span := p.Tracer().Start(context.Background(), "identity.auth.login")
 	require.True(t, span.SpanContext().IsValid())
+	require.True(t, span.SpanContext().IsSampled())
 	span.End()
 
 	body := scrape(t, p.MetricsHandler)
