@@ -57,7 +57,12 @@ const (
 	pgNotNullViolation    = "23502"
 	pgSerialization       = "40001"
 	pgDeadlock            = "40P01"
-	pgDataExceptionClass  = "22"
+	// Class 22 codes that mean the caller's value does not fit the column.
+	pgCharacterNotInRepertoire  = "22021"
+	pgUntranslatableCharacter   = "22P05"
+	pgStringTooLong             = "22001"
+	pgNumericOutOfRange         = "22003"
+	pgInvalidTextRepresentation = "22P02"
 )
 
 func translatePostgres(e *pgconn.PgError) error {
@@ -75,10 +80,13 @@ func translatePostgres(e *pgconn.PgError) error {
 	if len(e.Code) >= 2 && (e.Code[:2] == "08" || e.Code[:3] == "57P" || e.Code[:2] == "53") {
 		return core.Unavailable(e)
 	}
-	// Class 22 is a value the column cannot hold (a NUL byte in text, a string
-	// over its length, a number out of range): the caller's input, not a
-	// server fault. Core validates first; this keeps a missed case off 500.
-	if len(e.Code) >= 2 && e.Code[:2] == pgDataExceptionClass {
+	// A value the column cannot hold (a NUL byte or invalid UTF-8 in text, a
+	// string over its length, a number out of range, text that is no valid
+	// UUID): the caller's input, not a server fault. Core validates first;
+	// this keeps a missed case off 500. The rest of class 22 (division by
+	// zero, datetime overflow of a computed time, …) stays a server fault.
+	switch e.Code {
+	case pgCharacterNotInRepertoire, pgUntranslatableCharacter, pgStringTooLong, pgNumericOutOfRange, pgInvalidTextRepresentation:
 		return core.Wrap(e, core.KindInvalid, core.CodeValidation, "invalid value")
 	}
 	return core.Internal(e)

@@ -17,6 +17,10 @@ func TestTranslatePostgresCodes(t *testing.T) {
 		"22021": core.KindInvalid,     // character_not_in_repertoire: a NUL byte in text
 		"22001": core.KindInvalid,     // string_data_right_truncation
 		"22P02": core.KindInvalid,     // invalid_text_representation
+		"22P05": core.KindInvalid,     // untranslatable_character
+		"22003": core.KindInvalid,     // numeric_value_out_of_range
+		"22012": core.KindInternal,    // division_by_zero: our bug
+		"22008": core.KindInternal,    // datetime_field_overflow: a computed time
 		"40001": core.KindConflict,    // serialization_failure
 		"08006": core.KindUnavailable, // connection_failure
 		"57P01": core.KindUnavailable, // admin_shutdown

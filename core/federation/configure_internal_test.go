@@ -137,7 +137,7 @@ func TestConfigureProviderValidation(t *testing.T) {
 		{"domain with space", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"exa mple.org"} }, []string{"allowedEmailDomains"}},
 		{"domain with NUL", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"exa\x00mple.org"} }, []string{"allowedEmailDomains"}},
 		{"domain not UTF-8", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"caf\xe9.org"} }, []string{"allowedEmailDomains"}},
-		{"domain unicode (not xn--)", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"café.org"} }, []string{"allowedEmailDomains"}},
+		{"domain IDNA refuses", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"xn--a.org"} }, []string{"allowedEmailDomains"}},
 		{"domain empty label", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"example..org"} }, []string{"allowedEmailDomains"}},
 		{"domain label leading dash", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{"-example.org"} }, []string{"allowedEmailDomains"}},
 		{"domain label 64 chars", nil, func(in *ProviderInput) { in.AllowedEmailDomains = []string{strings.Repeat("a", 64) + ".org"} }, []string{"allowedEmailDomains"}},
@@ -240,6 +240,11 @@ func TestConfigureProviderNormalizes(t *testing.T) {
 			in.ReturnURLs = append(numbered("https://app.example.org/%d", 19), "https://app.example.org/"+strings.Repeat("a", 2048-24))
 		}, func(t *testing.T, p Provider) {
 			require.Len(t, p.ReturnURLs, 20)
+		}},
+		{"internationalised domains stored in their ASCII form", func(in *ProviderInput) {
+			in.AllowedEmailDomains = []string{"Café.org", "xn--caf-dma.org", "وزارت.af"}
+		}, func(t *testing.T, p Provider) {
+			require.Equal(t, []string{"xn--caf-dma.org", "xn--mgbguc3i.af"}, p.AllowedEmailDomains)
 		}},
 		{"no domains is an empty list", func(in *ProviderInput) { in.AllowedEmailDomains = nil }, func(t *testing.T, p Provider) {
 			require.NotNil(t, p.AllowedEmailDomains)
@@ -452,4 +457,23 @@ func numbered(format string, n int) []string {
 		out[i] = fmt.Sprintf(format, i)
 	}
 	return out
+}
+
+func TestProviderAllowedEmailIDN(t *testing.T) {
+	for name, tc := range map[string]struct {
+		domains []string
+		email   string
+		want    bool
+	}{
+		"Unicode email, ASCII list":          {[]string{"xn--caf-dma.org"}, "ana@café.org", true},
+		"ASCII email, ASCII list":            {[]string{"xn--caf-dma.org"}, "ana@xn--caf-dma.org", true},
+		"Unicode list saved before (legacy)": {[]string{"café.org"}, "ana@café.org", true},
+		"Dari domain":                        {[]string{"xn--mgbguc3i.af"}, "ana@وزارت.af", true},
+		"another IDN":                        {[]string{"xn--caf-dma.org"}, "ana@cafe.org", false},
+		"domain IDNA refuses":                {[]string{"example.org"}, "ana@xn--a.org", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.Equal(t, tc.want, Provider{AllowedEmailDomains: tc.domains}.allowedEmail(tc.email))
+		})
+	}
 }

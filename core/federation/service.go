@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/zitadel/oidc/v3/pkg/client"
+	"golang.org/x/net/idna"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/tenancy"
@@ -241,15 +242,26 @@ func normalizeDomains(in []string) ([]string, string) {
 	}
 	out := []string{}
 	for _, d := range in {
-		d = strings.ToLower(strings.TrimSpace(d))
-		if !validDomain(d) {
-			return nil, "each entry is a domain name such as example.org (IDN in its xn-- form)"
+		d, ok := asciiDomain(strings.TrimSpace(d))
+		if !ok || !validDomain(d) {
+			return nil, "each entry is a domain name such as example.org or café.af"
 		}
 		if !slices.Contains(out, d) {
 			out = append(out, d)
 		}
 	}
 	return out, ""
+}
+
+// asciiDomain returns d in the lower-case ASCII (xn--) form DNS uses, so an
+// internationalised domain matches however it was written; ok is false for
+// a name IDNA refuses.
+func asciiDomain(d string) (string, bool) {
+	if core.TextProblem(d, false) != "" { // IDNA would turn a bad byte into U+FFFD
+		return "", false
+	}
+	a, err := idna.Lookup.ToASCII(d)
+	return strings.ToLower(a), err == nil && a != ""
 }
 
 // validDomain reports whether d (lower case) is a DNS name of at least two
@@ -343,7 +355,19 @@ func (p Provider) allowedEmail(email string) bool {
 		return true
 	}
 	at := strings.LastIndexByte(email, '@')
-	return at > 0 && slices.Contains(p.AllowedEmailDomains, email[at+1:])
+	if at <= 0 {
+		return false
+	}
+	domain, ok := asciiDomain(email[at+1:])
+	if !ok {
+		return false
+	}
+	// Providers saved before domains were stored in ASCII may hold a
+	// Unicode name: compare in the ASCII form on both sides.
+	return slices.ContainsFunc(p.AllowedEmailDomains, func(d string) bool {
+		a, ok := asciiDomain(d)
+		return ok && a == domain
+	})
 }
 
 // allowedReturnTo reports whether raw matches an allow-listed return URL

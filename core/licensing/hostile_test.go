@@ -114,3 +114,27 @@ func countEvents(t *testing.T, e *env) int {
 	require.NoError(t, e.db.Bun().QueryRowContext(context.Background(), `SELECT count(*) FROM events`).Scan(&n))
 	return n
 }
+
+// TestModuleStoredBeforeTextChecksStaysEditable: a module whose name or
+// description holds control characters from before they were refused can
+// still be edited; only the fields sent are checked.
+func TestModuleStoredBeforeTextChecksStaysEditable(t *testing.T) {
+	forDialects(t, func(t *testing.T, e *env) {
+		e.module(t, "lab.core")
+		_, err := e.db.Bun().ExecContext(context.Background(),
+			`UPDATE license_modules SET name = ?, description = ? WHERE code = ?`, "Lab\tcore", "Lab\vpanel", "lab.core")
+		require.NoError(t, err)
+
+		m, err := e.svc.UpdateModule(e.root(), "lab.core", licensing.UpdateModuleInput{IsAlwaysOn: ptr(true)})
+		require.NoError(t, err)
+		require.True(t, m.IsAlwaysOn)
+		require.Equal(t, "Lab\tcore", m.Name)
+
+		m, err = e.svc.UpdateModule(e.root(), "lab.core", licensing.UpdateModuleInput{Name: ptr("Lab core")})
+		require.NoError(t, err, "fixing the name leaves the old description alone")
+		require.Equal(t, "Lab core", m.Name)
+
+		_, err = e.svc.UpdateModule(e.root(), "lab.core", licensing.UpdateModuleInput{Description: ptr("still\vbad")})
+		require.Equal(t, core.CodeValidation, core.CodeOf(err), "a sent field is checked")
+	})
+}

@@ -111,7 +111,7 @@ func (s *Service) CreateModule(ctx context.Context, in CreateModuleInput) (Modul
 	now := s.now()
 	m := Module{Code: strings.TrimSpace(in.Code), Name: strings.TrimSpace(in.Name), Description: strings.TrimSpace(in.Description),
 		DependsOn: normalizeDeps(in.DependsOn), IsAlwaysOn: in.IsAlwaysOn, CreatedAt: now, UpdatedAt: now}
-	fields := checkText(m)
+	fields := checkText(m, true, true)
 	if !ValidCode(m.Code) {
 		fields["code"] = codeRule
 	}
@@ -186,7 +186,7 @@ func (s *Service) UpdateModule(ctx context.Context, code string, in UpdateModule
 			m.IsAlwaysOn = *in.IsAlwaysOn
 		}
 		m.UpdatedAt = now
-		if fields := checkText(m); len(fields) > 0 {
+		if fields := checkText(m, in.Name != nil, in.Description != nil); len(fields) > 0 {
 			return core.Invalid("invalid module", fields)
 		}
 		all[i] = m
@@ -255,16 +255,19 @@ func normalizeDeps(in []string) []string {
 	return out
 }
 
-func checkText(m Module) map[string]string {
+// checkText checks m's name and description. The characters are checked
+// only where the caller sent the field (sentName, sentDescription): a module
+// stored before control characters were refused stays editable.
+func checkText(m Module, sentName, sentDescription bool) map[string]string {
 	fields := map[string]string{}
 	if m.Name == "" || len(m.Name) > MaxNameLen {
 		fields["name"] = "required, at most 200 bytes"
-	} else if why := core.TextProblem(m.Name, false); why != "" {
+	} else if why := core.TextProblem(m.Name, false); sentName && why != "" {
 		fields["name"] = why
 	}
 	if len(m.Description) > MaxDescriptionLen {
 		fields["description"] = "at most 2000 bytes"
-	} else if why := core.TextProblem(m.Description, true); why != "" {
+	} else if why := core.TextProblem(m.Description, true); sentDescription && why != "" {
 		fields["description"] = why
 	}
 	return fields

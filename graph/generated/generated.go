@@ -2001,7 +2001,7 @@ input OidcProviderInput {
   clientSecret: String!
   "Default [openid, email, profile]; openid is always requested."
   scopes: [String!]
-  "When set, only IdP emails in these domains may sign in: at most 100 DNS names (IDN in xn-- form)."
+  "When set, only IdP emails in these domains may sign in: at most 100 DNS names; internationalised names may be given in Unicode and are returned in their xn-- form."
   allowedEmailDomains: [String!]
   "Allow-listed returnTo targets (scheme, host and path) of browser and mobile logins: the callback redirects there with a one-time code for POST /api/v1/auth/oidc/token. At most 20, each up to 2048 bytes."
   returnUrls: [String!]

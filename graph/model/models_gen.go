@@ -262,7 +262,7 @@ type OidcProviderInput struct {
 	ClientSecret string `json:"clientSecret"`
 	// Default [openid, email, profile]; openid is always requested.
 	Scopes []string `json:"scopes,omitempty"`
-	// When set, only IdP emails in these domains may sign in: at most 100 DNS names (IDN in xn-- form).
+	// When set, only IdP emails in these domains may sign in: at most 100 DNS names; internationalised names may be given in Unicode and are returned in their xn-- form.
 	AllowedEmailDomains []string `json:"allowedEmailDomains,omitempty"`
 	// Allow-listed returnTo targets (scheme, host and path) of browser and mobile logins: the callback redirects there with a one-time code for POST /api/v1/auth/oidc/token. At most 20, each up to 2048 bytes.
 	ReturnUrls []string `json:"returnUrls,omitempty"`
