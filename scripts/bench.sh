@@ -39,7 +39,7 @@ part() { [[ $PARTS == *" $1 "* ]]; }
 
 if part go; then
 section "Go benchmarks (in process)"
-$GO test -run '^$' -bench 'BenchmarkVerifyDefault$' -benchtime 16x ./core/password
+$GO test -run '^$' -bench 'BenchmarkVerifyDefault$|BenchmarkParseBundled$' -benchtime 16x ./core/password
 $GO test -run '^$' -bench 'BenchmarkLoginVsHashRate|BenchmarkRefresh|BenchmarkLoginStorm' -benchtime 2s ./core/auth
 $GO test -run '^$' -bench 'BenchmarkClientCredentials' -benchtime 2s ./core/serviceaccount
 $GO test -run '^$' -bench 'BenchmarkJWKSEndpoint|BenchmarkAccessContextHTTP|BenchmarkEffectiveLicensesHTTP' -benchtime 1s ./cmd/identityd

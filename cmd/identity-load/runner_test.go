@@ -339,10 +339,12 @@ func TestTokenSourceRenewsInTheBackground(t *testing.T) {
 	time.Sleep(450 * time.Millisecond)
 	require.Equal(t, "tok1", ts.token(), "the caller is not held up: it gets the current token")
 	require.Eventually(t, func() bool { return ts.token() != "tok1" }, 2*time.Second, 5*time.Millisecond)
-	// Renewals fail from here on, set before the next token() call: only a
-	// call can start a renewal, so however long the machine stalls, no
-	// renewal after this point succeeds.
+	// Renewals fail from here on. A renewal the Eventually's last call
+	// started may still be running with the old flag: wait it out (it holds
+	// mu), so no renewal after this point succeeds.
 	fail.Store(true)
+	ts.mu.Lock()
+	ts.mu.Unlock() //nolint:staticcheck // an empty critical section waits for a renewal in flight
 	cur := ts.token()
 	time.Sleep(450 * time.Millisecond)
 	require.Equal(t, cur, ts.token(), "a failed renewal keeps the old token")
