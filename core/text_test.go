@@ -1,6 +1,8 @@
 package core_test
 
 import (
+	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -77,5 +79,77 @@ func TestValidSubject(t *testing.T) {
 		"bad\xffutf8":            false,
 	} {
 		require.Equal(t, want, core.ValidSubject(sub), "%q", sub)
+	}
+}
+
+func TestHasLoneSurrogateEscape(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in   string // JSON text, as sent
+		lone bool
+	}{
+		"no escapes":                {`{"a":"b"}`, false},
+		"empty":                     {``, false},
+		"BMP escape":                {`"\u00e9\u0041"`, false},
+		"pair (emoji)":              {`"\ud83d\ude00"`, false},
+		"pair, upper-case hex":      {`"\uD83D\uDE00"`, false},
+		"pair, mixed-case hex":      {`"\uD83d\uDe00"`, false},
+		"pair, lowest and highest":  {`"\ud800\udc00\udbff\udfff"`, false},
+		"pairs back to back":        {`"\ud83d\ude00\ud83d\ude01"`, false},
+		"raw emoji":                 {`"😀"`, false},
+		"lone high":                 {`"a\ud800b"`, true},
+		"lone high, upper-case":     {`"\uDBFF"`, true},
+		"lone high at end":          {`"\ud800`, true},
+		"lone low":                  {`"a\udfffb"`, true},
+		"lone low, upper-case":      {`"\uDC00"`, true},
+		"low then high":             {`"\udc00\ud800"`, true},
+		"high, non-low escape":      {`"\ud800\u0041"`, true},
+		"high, high":                {`"\ud800\udbff"`, true},
+		"high, high then low":       {`"\ud800\ud800\udc00"`, true},
+		"high, escaped backslash":   {`"\ud800\\udc00"`, true},
+		"high, then text":           {`"\ud800x\udc00"`, true},
+		"high, truncated low":       {`"\ud800\udc0"`, true},
+		"pair then lone low":        {`"\ud83d\ude00\ude00"`, true},
+		"in a member name":          {`{"\ud800":1}`, true},
+		"escaped backslash, high":   {`"\\ud800"`, false},
+		"escaped backslash, low":    {`"\\udfff"`, false},
+		"two escaped backslashes":   {`"\\\\ud800"`, false},
+		"escaped backslash, escape": {`"\\\ud800"`, true},
+		"escaped quote, then high":  {`"\"\ud800"`, true},
+		"not hex":                   {`"\uZZZZ"`, false},
+		"short escape":              {`"\u12"`, false},
+		"trailing backslash":        {`"\`, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.Equal(t, tc.lone, core.HasLoneSurrogateEscape([]byte(tc.in)))
+			require.Equal(t, !tc.lone, core.ValidJSONText([]byte(tc.in)))
+			// Where the text is JSON, encoding/json stores U+FFFD exactly
+			// when the scanner finds a lone surrogate.
+			var v any
+			if json.Unmarshal([]byte(tc.in), &v) == nil {
+				out, err := json.Marshal(v)
+				require.NoError(t, err)
+				require.Equal(t, tc.lone, strings.ContainsRune(string(out), utf8.RuneError), "decoded %s", out)
+			}
+		})
+	}
+	require.False(t, core.ValidJSONText([]byte("\"a\xffb\"")), "invalid UTF-8")
+}
+
+// TestHasLoneSurrogateEscapeMatchesDecoder compares the scanner with what
+// encoding/json makes of random strings built from escapes and text: a
+// U+FFFD in the decoded value is a surrogate escape the scanner must find.
+func TestHasLoneSurrogateEscapeMatchesDecoder(t *testing.T) {
+	parts := []string{`\ud800`, `\udbff`, `\udc00`, `\uDFFF`, `\ud83d`, `\ude00`, `\u0041`, `\\`, `\"`, `\n`, `a`, `é`}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 5000 {
+		var b strings.Builder
+		b.WriteByte('"')
+		for range rng.IntN(6) + 1 {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		b.WriteByte('"')
+		var s string
+		require.NoError(t, json.Unmarshal([]byte(b.String()), &s), b.String())
+		require.Equal(t, strings.ContainsRune(s, utf8.RuneError), core.HasLoneSurrogateEscape([]byte(b.String())), b.String())
 	}
 }

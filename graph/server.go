@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -57,11 +56,16 @@ func NewHandler(r *Resolver, logger *slog.Logger) http.Handler {
 }
 
 // requireUTF8 answers 400 IDENT_VALIDATION, as a GraphQL error, for a
-// request whose body or query string is not UTF-8 (CONTRACT.md §2), and
-// reports whether the request may go on. gqlgen decodes with encoding/json,
-// which would turn each invalid byte of a string into U+FFFD, so a value the
-// client did not send would be validated and stored. A body that cannot be
-// read (over MaxBodyBytes) is left to gqlgen, which reports that itself.
+// request whose body or query string is not UTF-8 (CONTRACT.md §2) or
+// escapes half of a UTF-16 surrogate pair on its own ("\ud800"), and reports
+// whether the request may go on. gqlgen decodes with encoding/json, which
+// would turn each invalid byte, and each lone surrogate, of a string into
+// U+FFFD, so a value the client did not send would be validated and stored.
+// Query parameters are checked the same way: variables and extensions are
+// JSON, and a GraphQL string literal escapes a surrogate as JSON does (the
+// parser too decodes a lone one to U+FFFD). Such a literal in a POST body's
+// query is escaped again ("\\ud800") and not seen here. A body that cannot
+// be read (over MaxBodyBytes) is left to gqlgen, which reports that itself.
 func requireUTF8(w http.ResponseWriter, req *http.Request) bool {
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
@@ -69,10 +73,10 @@ func requireUTF8(w http.ResponseWriter, req *http.Request) bool {
 		return true
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
-	ok := utf8.Valid(body)
+	ok := core.ValidJSONText(body)
 	for _, vs := range req.URL.Query() {
 		for _, v := range vs {
-			ok = ok && utf8.ValidString(v)
+			ok = ok && core.ValidJSONText([]byte(v))
 		}
 	}
 	if ok {

@@ -12,10 +12,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestHandlerRefusesInvalidUTF8: a body or query string that is not UTF-8
-// is 400 IDENT_VALIDATION before gqlgen decodes it (encoding/json would
-// silently turn the bad bytes into U+FFFD); UTF-8 requests, NUL escapes
-// included (core refuses those per field), go through.
+// TestHandlerRefusesInvalidUTF8: a body or query string that is not UTF-8,
+// or escapes a lone UTF-16 surrogate, is 400 IDENT_VALIDATION before gqlgen
+// decodes it (encoding/json would silently turn the bad bytes, and the lone
+// surrogate, into U+FFFD); UTF-8 requests, NUL escapes (core refuses those
+// per field) and surrogate pairs included, go through.
 func TestHandlerRefusesInvalidUTF8(t *testing.T) {
 	h := NewHandler(&Resolver{}, slog.New(slog.DiscardHandler))
 	post := func(body string) *http.Request {
@@ -39,6 +40,18 @@ func TestHandlerRefusesInvalidUTF8(t *testing.T) {
 		"GET ok":                          {get(url.QueryEscape("{ __typename }"), ""), 0},
 		"GET invalid UTF-8 in variables":  {get(url.QueryEscape("{ __typename }"), "%7B%22x%22%3A%22%FF%22%7D"), http.StatusBadRequest},
 		"GET invalid UTF-8 in the query":  {get("%7B__typename%FE%7D", ""), http.StatusBadRequest},
+
+		// encoding/json turns a lone UTF-16 surrogate escape into U+FFFD too.
+		"POST lone high surrogate in variables": {post(`{"query":"{ __typename }","variables":{"x":"a\ud800b"}}`), http.StatusBadRequest},
+		"POST lone low surrogate in variables":  {post(`{"query":"{ __typename }","variables":{"x":"a\uDFFFb"}}`), http.StatusBadRequest},
+		"POST high surrogate, non-low escape":   {post(`{"query":"{ __typename }","variables":{"x":"\ud800\u0041"}}`), http.StatusBadRequest},
+		"POST lone surrogate in operationName":  {post(`{"query":"{ __typename }","operationName":"\udc00"}`), http.StatusBadRequest},
+		"POST surrogate pair":                   {post(`{"query":"query($x: String!) { __type(name: $x) { name } }","variables":{"x":"\ud83d\ude00"}}`), 0},
+		"POST escaped backslash before u":       {post(`{"query":"query($x: String!) { __type(name: $x) { name } }","variables":{"x":"\\ud800"}}`), 0},
+		"GET lone surrogate in variables":       {get(url.QueryEscape("{ __typename }"), url.QueryEscape(`{"x":"\ud800"}`)), http.StatusBadRequest},
+		"GET lone surrogate in the query":       {get(url.QueryEscape(`{ __type(name: "\ud800") { name } }`), ""), http.StatusBadRequest},
+		"GET surrogate pair in variables": {get(url.QueryEscape("query($x: String!) { __type(name: $x) { name } }"),
+			url.QueryEscape(`{"x":"\ud83d\ude00"}`)), 0},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec := httptest.NewRecorder()

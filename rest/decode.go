@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 )
@@ -49,11 +48,12 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	return nil
 }
 
-// requireUTF8 refuses a body that is not UTF-8 (CONTRACT.md §2).
-// encoding/json would turn each invalid byte of a string into U+FFFD, so a
-// value the client did not send would be validated and stored.
+// requireUTF8 refuses a body that is not UTF-8 (CONTRACT.md §2), or that
+// escapes half of a UTF-16 surrogate pair on its own ("\ud800"): encoding/json
+// would turn each invalid byte, and each lone surrogate, of a string into
+// U+FFFD, so a value the client did not send would be validated and stored.
 func requireUTF8(body []byte) error {
-	if !utf8.Valid(body) {
+	if !core.ValidJSONText(body) {
 		return core.Invalid("the body is not valid UTF-8", nil)
 	}
 	return nil

@@ -203,6 +203,12 @@ func TestDecodeJSON(t *testing.T) {
 		{"truncated UTF-8 sequence", "application/json", "{\"email\":\"caf\xc3\"}", nil, true},
 		{"UTF-8 ok", "application/json", `{"email":"café@x.org"}`, nil, false},
 		{"escaped NUL is for core to refuse", "application/json", `{"email":"a\u0000b"}`, nil, false},
+		{"lone high surrogate", "application/json", `{"email":"a\ud800b"}`, nil, true},
+		{"lone low surrogate", "application/json", `{"email":"a\uDFFFb"}`, nil, true},
+		{"high surrogate, non-low escape", "application/json", `{"email":"\ud800\u0041"}`, nil, true},
+		{"lone surrogate in a member name", "application/json", `{"\udc00":"a"}`, nil, true},
+		{"surrogate pair ok", "application/json", `{"email":"\ud83d\ude00"}`, nil, false},
+		{"escaped backslash before u ok", "application/json", `{"email":"\\ud800"}`, nil, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -217,6 +223,9 @@ func TestDecodeJSON(t *testing.T) {
 				return
 			}
 			require.Equal(t, core.CodeValidation, core.CodeOf(err))
+			if !utf8.ValidString(tc.in) || core.HasLoneSurrogateEscape([]byte(tc.in)) {
+				require.Equal(t, "the body is not valid UTF-8", core.AsError(err).Msg)
+			}
 			if tc.wantFields != nil {
 				require.Equal(t, tc.wantFields, core.AsError(err).Fields)
 			}
@@ -270,6 +279,8 @@ func FuzzDecodeJSON(f *testing.F) {
 		{"application/json", ``, 0},
 		{"application/json", "\xff", 0},
 		{"application/json", "{\"email\":\"\xff\"}", 0},
+		{"application/json", `{"email":"\ud800"}`, 0},
+		{"application/json", `{"email":"\ud83d\ude00"}`, 0},
 		{"application/json", `{}`, rest.MaxBodyBytes - 2}, // exactly at the limit
 		{"application/json", `{}`, rest.MaxBodyBytes - 1}, // one byte over
 	} {
@@ -310,6 +321,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		} else {
 			require.LessOrEqual(t, len(body), rest.MaxBodyBytes)
 			require.True(t, utf8.ValidString(body), "only UTF-8 bodies decode")
+			require.False(t, core.HasLoneSurrogateEscape([]byte(body)), "no body with a lone surrogate escape decodes")
 			var want decodeTarget
 			dec := json.NewDecoder(strings.NewReader(body))
 			dec.DisallowUnknownFields()

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,4 +186,62 @@ func TestWebAuthnRegistrationOverHTTP(t *testing.T) {
 			require.Equal(t, passkey.MaxCredentials, n)
 		})
 	}
+}
+
+// fakeWebAuthn records the credential Register was given.
+type fakeWebAuthn struct{ registered json.RawMessage }
+
+func (f *fakeWebAuthn) RegisterOptions(context.Context) (json.RawMessage, error) {
+	return json.RawMessage(`{}`), nil
+}
+
+func (f *fakeWebAuthn) Register(_ context.Context, credential json.RawMessage) (passkey.Factor, error) {
+	f.registered = credential
+	return passkey.Factor{ID: core.NewID(), VerifiedAt: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}, nil
+}
+
+// TestWebAuthnRegisterRefusesNonUTF8: readRawJSON hands the credential to
+// the WebAuthn library as raw bytes, so a body that is not UTF-8, or escapes
+// a lone UTF-16 surrogate, is refused as DecodeJSON refuses it (400
+// IDENT_VALIDATION, "the body is not valid UTF-8") before it gets there.
+// json.Valid alone accepts both.
+func TestWebAuthnRegisterRefusesNonUTF8(t *testing.T) {
+	svc := &fakeWebAuthn{}
+	mux := http.NewServeMux()
+	mountWebAuthn(mux, Errors{Logger: slog.New(slog.DiscardHandler)}, svc)
+	post := func(body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, registerPath, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		p := &core.Principal{Type: core.PrincipalUser, ID: core.NewID(), TenantID: core.NewID()}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r.WithContext(core.WithPrincipal(r.Context(), p)))
+		return w
+	}
+	for name, body := range map[string]string{
+		"invalid byte":           "{\"id\":\"a\xffb\",\"type\":\"public-key\"}",
+		"invalid member name":    "{\"i\xffd\":\"x\"}",
+		"lone high surrogate":    `{"id":"a\ud800b","type":"public-key"}`,
+		"lone low surrogate":     `{"id":"a\uDFFFb","type":"public-key"}`,
+		"high, non-low escape":   `{"id":"\ud800\u0041","type":"public-key"}`,
+		"lone low, nested":       `{"response":{"clientDataJSON":"\udc00"}}`,
+		"invalid byte, trailing": "{\"id\":\"x\"}\xff",
+	} {
+		t.Run(name, func(t *testing.T) {
+			svc.registered = nil
+			w := post(body)
+			require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+			require.Equal(t, "application/problem+json", w.Header().Get("Content-Type"))
+			var p Problem
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &p), w.Body.String())
+			require.Equal(t, core.CodeValidation, p.Code)
+			require.Equal(t, "the body is not valid UTF-8", p.Detail)
+			require.Nil(t, svc.registered, "the credential never reaches the WebAuthn service")
+		})
+	}
+
+	// UTF-8, a surrogate pair and an escaped backslash before "u" go through.
+	body := `{"id":"کابل \ud83d\ude00 \\ud800","type":"public-key"}`
+	w := post(body)
+	require.Equal(t, http.StatusCreated, w.Code, w.Body.String())
+	require.JSONEq(t, body, string(svc.registered))
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ghasi-ehealth/identity-service/core/serviceaccount"
 	"github.com/ghasi-ehealth/identity-service/internal/oidctest"
 )
 
@@ -27,7 +28,11 @@ import (
 // binary) — with hostile values on both databases (SQLite accepts NUL and
 // invalid UTF-8, Postgres refuses them). Every answer must be a clear client
 // error in its transport's envelope (or a success), never a 5xx, never a
-// value only the database refused; the service stays healthy.
+// value only the database refused; the service stays healthy. Cases that
+// change state (rotate a secret, end a session, make a module always-on)
+// act on resources of their own, and checkReach proves that each group of
+// cases got past authentication and the fixture's state to the checks it
+// aims at, whatever order the requests ran in.
 func TestHostileInput(t *testing.T) {
 	for name, env := range map[string]func(testing.TB) map[string]string{"sqlite": baseEnv, "postgres": postgresEnv} {
 		t.Run(name, func(t *testing.T) {
@@ -39,14 +44,16 @@ func TestHostileInput(t *testing.T) {
 			e["IDENTITY_KEYCLOAK_TENANT_ID"] = "clinic-a"
 			s := startService(t, e)
 			f := newHostileFixture(t, s)
-			cases := f.restCases()
+			cases := f.restCases(t)
 			cases = append(cases, f.graphqlCases()...)
 			cases = append(cases, f.connectCases()...)
 			cases = append(cases, f.upstreamCases(t, realm)...)
 			start := time.Now()
-			for _, failure := range runHostile(cases) {
+			failures, answers := runHostile(cases)
+			for _, failure := range failures {
 				t.Error(failure)
 			}
+			checkReach(t, answers, f.reaches())
 			t.Logf("%d hostile requests in %s", len(cases), time.Since(start))
 			f.requireHealthy(t)
 		})
@@ -54,25 +61,48 @@ func TestHostileInput(t *testing.T) {
 }
 
 // hostileFixture is a service with one of everything an operation can name.
+// What one group of cases changes, no other group uses.
 type hostileFixture struct {
 	*licensingWorld
-	s                                *testService
-	svc                              string // platform service account: licensing:read, api_keys:verify
-	nodeID, assignmentID, apiKeyID   string
-	saID, tenantC, clientID          string
-	clientSecret, pubPEM, moduleCode string
-	session                          string // a login's access token
-	loginEmails                      []string
+	s                              *testService
+	svc                            string // platform service account: licensing:read, api_keys:verify
+	nodeID, assignmentID, apiKeyID string
+	tenantC, pubPEM                string
+	// memberID is the user the membership mutations add and remove roles of.
+	memberID string
+	// moduleCode is the module the update cases change; flagModule is the
+	// only one whose isAlwaysOn they set: once a case turns it on, an update
+	// sending isAlwaysOn false is refused (422 IDENT_LIC_ALWAYS_ON_IMMUTABLE)
+	// before its other members are checked.
+	moduleCode, flagModule string
+	// clientID and clientSecret (svc's account) authenticate the token
+	// endpoint's cases: never rotated, never sent a wrong secret.
+	clientID, clientSecret string
+	// rotateSAID is the only service account whose secret the cases rotate.
+	rotateSAID string
+	// badClients are the client ids hostile secrets are sent for, each
+	// fewer times than the throttle (serviceaccount.FailureLimit) allows.
+	badClients  []string
+	loginEmails []string
 }
 
 func newHostileFixture(t *testing.T, s *testService) *hostileFixture {
 	t.Helper()
-	f := &hostileFixture{licensingWorld: newLicensingWorld(t, s), s: s, moduleCode: "hostile.base"}
+	f := &hostileFixture{licensingWorld: newLicensingWorld(t, s), s: s, moduleCode: "hostile.base", flagModule: "hostile.flag"}
 	f.nodeID = f.facility
 	sa := s.createServiceAccount(t, f.super, f.platformID, "tenant:licensing:read", "tenant:api_keys:verify")
 	f.svc = s.clientToken(t, sa.ClientID, sa.ClientSecret)
-	f.saID, f.clientID, f.clientSecret = sa.ID, sa.ClientID, sa.ClientSecret
+	f.clientID, f.clientSecret = sa.ClientID, sa.ClientSecret
+	f.rotateSAID = s.createServiceAccount(t, f.super, f.platformID, "tenant:licensing:read").ID
+	// A hostile secret is one failure for its client id: JSON, form and
+	// Basic cases per value, spread so that no client is throttled.
+	for range 3*len(hostileValues)/(serviceaccount.FailureLimit-1) + 1 {
+		f.badClients = append(f.badClients, s.createServiceAccount(t, f.super, f.platformID, "tenant:licensing:read").ClientID)
+	}
 	s.createModule(t, f.super, map[string]any{"code": f.moduleCode, "name": "Base", "dependsOn": []string{}})
+	s.createModule(t, f.super, map[string]any{"code": f.flagModule, "name": "Flag", "dependsOn": []string{}})
+	f.memberID = s.createUserREST(t, f.super, map[string]any{"tenantId": f.tenantA.ID, "email": "member@clinic-a.example.org",
+		"firstName": "Mem", "lastName": "Ber"}).ID
 	f.assignmentID = s.assign(t, f.super, map[string]any{"tenantId": f.tenantA.ID, "nodeId": f.nodeID,
 		"moduleCode": f.moduleCode, "scope": "exact", "status": "active"}).ID
 	f.apiKeyID = s.createAPIKey(t, f.super, map[string]any{"name": "base", "scopes": []string{"tenant:users:read"}, "tenantId": f.tenantA.ID}).ID
@@ -94,8 +124,7 @@ func newHostileFixture(t *testing.T, s *testService) *hostileFixture {
 		s.verifyEmail(t, u.ID, "")
 		f.loginEmails = append(f.loginEmails, email)
 	}
-	// A session to log out of, and an unconfirmed TOTP factor to confirm.
-	f.session = s.from(t).mustLogin(t, f.loginEmails[0], goodPassword, nil).AccessToken
+	// An unconfirmed TOTP factor to confirm.
 	require.Equal(t, http.StatusOK, s.call(t, http.MethodPost, "/api/v1/me/mfa/totp/enroll", f.tokA, nil).Status)
 	return f
 }
@@ -120,7 +149,7 @@ type restOp struct {
 	check            envelope
 }
 
-func (f *hostileFixture) restCases() []hostileCase {
+func (f *hostileFixture) restCases(t *testing.T) []hostileCase {
 	A, B, C := f.tenantA.ID, f.tenantB.ID, f.tenantC
 	assign := map[string]any{"tenantId": A, "nodeId": f.nodeID, "moduleCode": f.moduleCode, "scope": "exact", "status": "active"}
 	ops := []restOp{
@@ -160,10 +189,11 @@ func (f *hostileFixture) restCases() []hostileCase {
 		{method: "POST", path: "/api/v1/service-accounts", body: map[string]any{"name": "sa", "tenantId": A, "scopes": []string{"tenant:users:read"}}},
 		{method: "GET", path: "/api/v1/service-accounts", query: map[string]string{"tenantId": A}},
 		{method: "POST", path: "/api/v1/service-accounts/{h}/rotate-secret", body: map[string]any{"overlapSeconds": 0}},
-		{method: "POST", path: "/api/v1/service-accounts/" + f.saID + "/rotate-secret", body: map[string]any{"overlapSeconds": 86400}},
+		{method: "POST", path: "/api/v1/service-accounts/" + f.rotateSAID + "/rotate-secret", body: map[string]any{"overlapSeconds": 86400}},
 		{method: "POST", path: "/api/v1/licensing/modules", body: map[string]any{"code": fresh("hostile.m", ""), "name": "M", "description": "d", "dependsOn": []string{}, "isAlwaysOn": false}},
 		{method: "PATCH", path: "/api/v1/licensing/modules/{h}", body: map[string]any{"name": "M"}},
-		{method: "PATCH", path: "/api/v1/licensing/modules/" + f.moduleCode, body: map[string]any{"code": f.moduleCode, "name": "M", "description": "d", "dependsOn": []string{}, "isAlwaysOn": false}},
+		{method: "PATCH", path: "/api/v1/licensing/modules/" + f.moduleCode, body: map[string]any{"code": f.moduleCode, "name": "M", "description": "d", "dependsOn": []string{}}},
+		{method: "PATCH", path: "/api/v1/licensing/modules/" + f.flagModule, body: map[string]any{"isAlwaysOn": false}}, // see flagModule
 		{method: "DELETE", path: "/api/v1/licensing/modules/{h}"},
 		{method: "POST", path: "/api/v1/licensing/assignments", body: assign},
 		{method: "PATCH", path: "/api/v1/licensing/assignments/{h}/status", body: map[string]any{"status": "suspended"}},
@@ -171,7 +201,13 @@ func (f *hostileFixture) restCases() []hostileCase {
 		{method: "GET", path: "/api/v1/licensing/assignments/{h}/history"},
 		{method: "GET", path: "/internal/identity/licensing/effective", as: "svc", query: map[string]string{"tenantId": A, "nodeId": f.nodeID, "providerId": ""}},
 	}
-	tokens := map[string]string{"": f.super, "user": f.tokA, "svc": f.svc, "session": f.session}
+	tokens := map[string]string{"": f.super, "user": f.tokA, "svc": f.svc}
+	token := func(as string) string {
+		if as == "session" { // a logout ends its own session, no other case's
+			return f.s.from(t).mustLogin(t, f.loginEmails[0], goodPassword, nil).AccessToken
+		}
+		return tokens[as]
+	}
 	var cases []hostileCase
 	for _, op := range ops {
 		if op.check == nil {
@@ -192,7 +228,7 @@ func (f *hostileFixture) restCases() []hostileCase {
 				ct = "application/json"
 			}
 			cases = append(cases, hostileCase{name: name + " " + label, check: op.check, mustReject: mustReject(op.method != "GET", append([]byte(u), body...)),
-				req: request{method: op.method, url: u, contentType: ct, body: body, header: bearerHeader(tokens[op.as])}})
+				req: request{method: op.method, url: u, contentType: ct, body: body, header: bearerHeader(token(op.as))}})
 		}
 		baseBody := func() []byte {
 			if op.body == nil {
@@ -234,22 +270,25 @@ func (f *hostileFixture) tokenEndpointCases() []hostileCase {
 	oauth := map[string]string{"grant_type": "client_credentials", "client_id": f.clientID, "client_secret": f.clientSecret, "scope": "tenant:licensing:read"}
 	exch := map[string]string{"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "x.y.z",
 		"subject_token_type": "urn:ietf:params:oauth:token-type:access_token", "audience": "ghasi-platform"}
+	// A hostile client_secret is sent for one of the bad clients, so that
+	// the good client is never throttled for the other parameters' cases.
+	badClient := rotating(f.badClients)
 	for _, ep := range []struct {
 		path  string
 		base  map[string]string
 		check envelope
 	}{{"/oauth2/token", oauth, oauthEnvelope}, {"/api/v1/auth/keycloak/token-exchange", exch, exchangeEnvelope}} {
-		asAny := map[string]any{}
-		for k, v := range ep.base {
-			asAny[k] = v
-		}
 		for k := range ep.base {
 			for _, h := range hostileValues {
+				base := copyMap(ep.base)
+				if k == "client_secret" {
+					base["client_id"] = badClient().(string)
+				}
 				cases = append(cases, hostileCase{name: "POST " + ep.path + " JSON " + k + "=" + h.name, check: ep.check,
-					req: request{method: "POST", url: f.s.baseURL + ep.path, contentType: "application/json", body: body(asAny, k, h.json)}})
+					req: request{method: "POST", url: f.s.baseURL + ep.path, contentType: "application/json", body: body(anyMap(base), k, h.json)}})
 				if h.text != nil {
 					cases = append(cases, hostileCase{name: "POST " + ep.path + " form " + k + "=" + h.name, check: ep.check,
-						req: request{method: "POST", url: f.s.baseURL + ep.path, contentType: "application/x-www-form-urlencoded", body: formBody(ep.base, k, *h.text)}})
+						req: request{method: "POST", url: f.s.baseURL + ep.path, contentType: "application/x-www-form-urlencoded", body: formBody(base, k, *h.text)}})
 				}
 			}
 		}
@@ -262,7 +301,7 @@ func (f *hostileFixture) tokenEndpointCases() []hostileCase {
 		v := *h.text
 		form := formBody(map[string]string{"grant_type": "client_credentials"}, "scope", "")
 		for label, hdr := range map[string]http.Header{
-			"basic id": basicHeader(v, f.clientSecret), "basic secret": basicHeader(f.clientID, v),
+			"basic id": basicHeader(v, f.clientSecret), "basic secret": basicHeader(badClient().(string), v),
 			"raw basic": {"Authorization": {"Basic " + v}},
 		} {
 			cases = append(cases, hostileCase{name: "POST /oauth2/token " + label + "=" + h.name, check: oauthEnvelope,
@@ -292,7 +331,7 @@ type gqlOp struct {
 }
 
 func (f *hostileFixture) graphqlCases() []hostileCase {
-	A, u := f.tenantA.ID, f.adminA.ID
+	A, u, m := f.tenantA.ID, f.adminA.ID, f.memberID
 	ops := []gqlOp{
 		{query: `query($n: ID) { accessContext(nodeId: $n) { userId } }`, vars: map[string]any{"n": f.nodeID}, as: "user"},
 		{query: `query($id: ID!) { user(id: $id) { id } }`, vars: map[string]any{"id": u}},
@@ -314,9 +353,9 @@ func (f *hostileFixture) graphqlCases() []hostileCase {
 		{query: `mutation($in: CreateNodeInput!) { createNode(input: $in) { id } }`,
 			vars: map[string]any{"in": map[string]any{"tenantId": A, "parentId": f.nodeID, "name": "N", "kind": "ward"}}},
 		{query: `mutation($in: MembershipInput!) { addMembership(input: $in) { userId } }`,
-			vars: map[string]any{"in": map[string]any{"userId": u, "tenantId": A, "nodeId": f.nodeID, "roles": []string{"NURSE"}}}},
+			vars: map[string]any{"in": map[string]any{"userId": m, "tenantId": A, "nodeId": f.nodeID, "roles": []string{"NURSE"}}}},
 		{query: `mutation($u: ID!, $t: ID!, $n: ID) { removeMembership(userId: $u, tenantId: $t, nodeId: $n) }`,
-			vars: map[string]any{"u": u, "t": A, "n": f.nodeID}},
+			vars: map[string]any{"u": m, "t": A, "n": f.nodeID}},
 		{query: `mutation($in: CreateUserInput!) { createUser(input: $in) { id } }`,
 			vars: map[string]any{"in": map[string]any{"tenantId": A, "email": fresh("g", "@x.org"), "firstName": "F", "lastName": "L", "password": goodPassword}}},
 		{query: `mutation($id: ID!) { suspendUser(id: $id) { id } }`, vars: map[string]any{"id": "x"}},
@@ -332,7 +371,9 @@ func (f *hostileFixture) graphqlCases() []hostileCase {
 		{query: `mutation($in: CreateModuleInput!) { createModule(input: $in) { code } }`,
 			vars: map[string]any{"in": map[string]any{"code": fresh("hostile.g", ""), "name": "M", "description": "d", "dependsOn": []string{}, "isAlwaysOn": false}}},
 		{query: `mutation($c: String!, $in: UpdateModuleInput!) { updateModule(code: $c, input: $in) { code } }`,
-			vars: map[string]any{"c": f.moduleCode, "in": map[string]any{"code": f.moduleCode, "name": "M", "description": "d", "dependsOn": []string{}, "isAlwaysOn": false}}},
+			vars: map[string]any{"c": f.moduleCode, "in": map[string]any{"code": f.moduleCode, "name": "M", "description": "d", "dependsOn": []string{}}}},
+		{query: `mutation($c: String!, $in: UpdateModuleInput!) { updateModule(code: $c, input: $in) { code } }`,
+			vars: map[string]any{"c": f.flagModule, "in": map[string]any{"isAlwaysOn": false}}}, // see flagModule
 		{query: `mutation($in: CreateAssignmentInput!) { createAssignment(input: $in) { id } }`,
 			vars: map[string]any{"in": map[string]any{"tenantId": A, "nodeId": f.nodeID, "moduleCode": f.moduleCode, "scope": "EXACT", "status": "ACTIVE",
 				"effectiveFrom": "2020-01-01T00:00:00Z", "effectiveTo": "2099-01-01T00:00:00Z"}}},
@@ -380,10 +421,7 @@ func (f *hostileFixture) connectCases() []hostileCase {
 	}
 	var cases []hostileCase
 	for _, op := range ops {
-		asAny := map[string]any{}
-		for k, v := range op.base {
-			asAny[k] = v
-		}
+		asAny := anyMap(op.base)
 		for _, m := range append(op.fields, ".") {
 			for _, h := range hostileValues {
 				cases = append(cases, hostileCase{name: "Connect " + op.path + " JSON " + m + "=" + h.name, check: connectEnvelope,

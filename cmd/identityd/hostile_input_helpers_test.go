@@ -21,6 +21,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/ghasi-ehealth/identity-service/core"
 )
 
 // hostile is one bad value: its raw JSON token (for bodies and GraphQL
@@ -68,6 +70,12 @@ var hostileValues = func() []hostile {
 		rawJSON("bool", "true"),
 		rawJSON("array", "[]"),
 		rawJSON("NUL in array", `["a\u0000b"]`),
+		// encoding/json decodes an escaped lone UTF-16 surrogate to U+FFFD.
+		rawJSON("lone high surrogate", `"a\ud800b"`),
+		rawJSON("lone low surrogate", `"a\uDFFFb"`),
+		rawJSON("high surrogate, non-low escape", `"\ud800\u0041"`),
+		// A pair is one character (😀), as any other it may be stored.
+		rawJSON("surrogate pair", `"a\ud83d\ude00b"`),
 		{name: "5000-element array", json: longList},
 		rawJSON("object", "{}"),
 		rawJSON("null", "null"),
@@ -140,6 +148,15 @@ func leaves(obj map[string]any, prefix string) []string {
 		out = append(out, prefix+k)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// anyMap is m as a JSON object for body.
+func anyMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
 	return out
 }
 
@@ -335,8 +352,8 @@ type hostileCase struct {
 }
 
 // mustReject is what in a written value must be refused: a NUL byte (which
-// SQLite stores and Postgres refuses) or raw invalid UTF-8 (which a lenient
-// decoder would silently store as U+FFFD).
+// SQLite stores and Postgres refuses), raw invalid UTF-8 or an escaped lone
+// UTF-16 surrogate (which a lenient decoder would silently store as U+FFFD).
 func mustReject(write bool, raw []byte) string {
 	switch {
 	case !write:
@@ -345,6 +362,8 @@ func mustReject(write bool, raw []byte) string {
 		return "a NUL byte"
 	case !utf8.Valid(raw):
 		return "invalid UTF-8"
+	case core.HasLoneSurrogateEscape(raw):
+		return "a lone surrogate escape"
 	}
 	return ""
 }
@@ -363,10 +382,11 @@ func accepted(r apiResponse) bool {
 // answer that is a 5xx, lacks its transport's error envelope or failed in
 // transit. Cases whose request cannot be built (a header value Go refuses to
 // send) are skipped.
-func runHostile(cases []hostileCase) []string {
+func runHostile(cases []hostileCase) ([]string, []answer) {
 	var (
 		mu       sync.Mutex
 		failures []string
+		answers  []answer
 		wg       sync.WaitGroup
 		next     = make(chan hostileCase)
 	)
@@ -390,11 +410,14 @@ func runHostile(cases []hostileCase) []string {
 				default:
 					why = c.check(res)
 				}
+				mu.Lock()
 				if why != "" {
-					mu.Lock()
 					failures = append(failures, fmt.Sprintf("%s: %s; body %.300s", c.name, why, res.Body))
-					mu.Unlock()
 				}
+				if err == nil {
+					answers = append(answers, answer{name: c.name, res: res})
+				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -404,5 +427,11 @@ func runHostile(cases []hostileCase) []string {
 	close(next)
 	wg.Wait()
 	sort.Strings(failures)
-	return failures
+	return failures, answers
+}
+
+// answer is what one case got back.
+type answer struct {
+	name string
+	res  apiResponse
 }
