@@ -10,13 +10,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/password"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/telemetry"
+	"github.com/ghasi-ehealth/identity-service/telemetry/telemetrytest"
 )
 
 func TestLoginSuccess(t *testing.T) {
@@ -266,20 +266,7 @@ func TestLoginSpansAndMetrics(t *testing.T) {
 	require.Equal(t, parent.SpanContext().SpanID(), child.Parent().SpanID())
 	require.Equal(t, parent.SpanContext().TraceID(), child.SpanContext().TraceID())
 
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, reader.Collect(context.Background(), &rm))
-	outcomes := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, mt := range sm.Metrics {
-			if mt.Name != telemetry.MetricLoginOutcome {
-				continue
-			}
-			for _, dp := range mt.Data.(metricdata.Sum[int64]).DataPoints {
-				v, _ := dp.Attributes.Value(telemetry.AttrOutcome)
-				outcomes[v.AsString()] += dp.Value
-			}
-		}
-	}
+	outcomes := telemetrytest.CounterByAttr(t, reader, telemetry.MetricLoginOutcome, telemetry.AttrOutcome)
 	require.Equal(t, map[string]int64{telemetry.OutcomeSuccess: 1, telemetry.OutcomeInvalidCredentials: 1}, outcomes)
 }
 

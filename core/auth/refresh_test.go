@@ -7,14 +7,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
 	"github.com/ghasi-ehealth/identity-service/core/user"
 	"github.com/ghasi-ehealth/identity-service/telemetry"
+	"github.com/ghasi-ehealth/identity-service/telemetry/telemetrytest"
 )
 
 func TestRefreshRotation(t *testing.T) {
@@ -126,37 +125,17 @@ func TestRefreshReplayMetrics(t *testing.T) {
 	_, err = e.svc.Refresh(ipCtx("192.0.2.1"), first.RefreshToken)
 	require.NoError(t, err)
 	require.Contains(t, telemetry.SecurityIncidentKinds, auth.IncidentRefreshReplay, "pre-initialised at 0")
-	require.Zero(t, counterByAttr(t, reader, telemetry.MetricSecurityIncident, telemetry.AttrKind)[auth.IncidentRefreshReplay],
+	require.Zero(t, telemetrytest.CounterByAttr(t, reader, telemetry.MetricSecurityIncident, telemetry.AttrKind)[auth.IncidentRefreshReplay],
 		"a rotation is no incident")
 
 	for range 2 {
 		_, err = e.svc.Refresh(ipCtx("192.0.2.1"), first.RefreshToken)
 		requireCode(t, err, core.KindUnauthenticated, core.CodeRefreshReplay)
 	}
-	require.Equal(t, int64(2), counterByAttr(t, reader, telemetry.MetricSecurityIncident, telemetry.AttrKind)[auth.IncidentRefreshReplay])
+	require.Equal(t, int64(2), telemetrytest.CounterByAttr(t, reader, telemetry.MetricSecurityIncident, telemetry.AttrKind)[auth.IncidentRefreshReplay])
 	require.Equal(t, map[string]int64{auth.ReasonReplay: 1},
-		counterByAttr(t, reader, telemetry.MetricSessionRevoke, telemetry.AttrReason))
+		telemetrytest.CounterByAttr(t, reader, telemetry.MetricSessionRevoke, telemetry.AttrReason))
 	require.Equal(t, 2, countEvents(t, e.db, auth.EventSecurityIncident), "one count per event")
-}
-
-// counterByAttr sums the int64 counter name by the value of key.
-func counterByAttr(t *testing.T, reader *sdkmetric.ManualReader, name string, key attribute.Key) map[string]int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, reader.Collect(context.Background(), &rm))
-	out := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, mt := range sm.Metrics {
-			if mt.Name != name {
-				continue
-			}
-			for _, dp := range mt.Data.(metricdata.Sum[int64]).DataPoints {
-				v, _ := dp.Attributes.Value(key)
-				out[v.AsString()] += dp.Value
-			}
-		}
-	}
-	return out
 }
 
 // TestRefreshConcurrent: of 50 simultaneous refreshes with one token exactly

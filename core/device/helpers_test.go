@@ -14,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/auth"
@@ -25,6 +24,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/persistence"
 	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 	"github.com/ghasi-ehealth/identity-service/telemetry"
+	"github.com/ghasi-ehealth/identity-service/telemetry/telemetrytest"
 )
 
 var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
@@ -185,19 +185,7 @@ func (e *env) countEvents(t testing.TB, typ string) int {
 
 func (e *env) binds(t testing.TB) int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, e.reader.Collect(context.Background(), &rm))
-	var n int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, mt := range sm.Metrics {
-			if mt.Name == telemetry.MetricDeviceBind {
-				for _, dp := range mt.Data.(metricdata.Sum[int64]).DataPoints {
-					n += dp.Value
-				}
-			}
-		}
-	}
-	return n
+	return telemetrytest.CounterTotal(t, e.reader, telemetry.MetricDeviceBind)
 }
 
 func forEachDialect(t *testing.T, fn func(t *testing.T, open dbtest.Opener)) {

@@ -8,12 +8,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/telemetry"
+	"github.com/ghasi-ehealth/identity-service/telemetry/telemetrytest"
 )
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -67,26 +66,6 @@ func (f *fakeStore) callsOf(kind Kind) []call {
 	for _, c := range f.log {
 		if c.kind == kind {
 			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// counters reads an int64 counter of reader by its kind attribute.
-func counters(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, reader.Collect(context.Background(), &rm))
-	out := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				v, _ := dp.Attributes.Value(attribute.Key("kind"))
-				out[v.AsString()] += dp.Value
-			}
 		}
 	}
 	return out
@@ -164,7 +143,7 @@ func TestSweep(t *testing.T) {
 			for k, n := range tc.batches {
 				require.Len(t, store.callsOf(k), n, k)
 			}
-			deleted := counters(t, reader, telemetry.MetricRetentionDeleted)
+			deleted := telemetrytest.CounterByAttr(t, reader, telemetry.MetricRetentionDeleted, telemetry.AttrKind)
 			for k, n := range tc.want {
 				require.Equal(t, int64(n), deleted[string(k)], k)
 			}
@@ -214,7 +193,7 @@ func TestSweepFailure(t *testing.T) {
 	require.Equal(t, 1, res.Deleted[KindInbox])
 	require.Equal(t, 5, res.Total())
 	require.Equal(t, map[string]int64{"refresh_tokens": 1, "mfa_challenges": 1, "sessions": 0, "verification_tokens": 0,
-		"webauthn_ceremonies": 0, "inbox": 0}, counters(t, reader, telemetry.MetricRetentionFailures))
+		"webauthn_ceremonies": 0, "inbox": 0}, telemetrytest.CounterByAttr(t, reader, telemetry.MetricRetentionFailures, telemetry.AttrKind))
 }
 
 // TestSweepCancelled: a sweep whose context ends stops, returns the
@@ -238,7 +217,7 @@ func TestSweepCancelled(t *testing.T) {
 	res, err = svc.Sweep(ctx)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, 20, res.Deleted[KindRefreshTokens])
-	for kind, n := range counters(t, reader, telemetry.MetricRetentionFailures) {
+	for kind, n := range telemetrytest.CounterByAttr(t, reader, telemetry.MetricRetentionFailures, telemetry.AttrKind) {
 		require.Zero(t, n, kind)
 	}
 }
@@ -281,7 +260,7 @@ func TestRunKeepsGoing(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
-	require.Equal(t, int64(3), counters(t, reader, telemetry.MetricRetentionFailures)["refresh_tokens"])
+	require.Equal(t, int64(3), telemetrytest.CounterByAttr(t, reader, telemetry.MetricRetentionFailures, telemetry.AttrKind)["refresh_tokens"])
 	require.GreaterOrEqual(t, len(store.callsOf(KindInbox)), 4, "the other kinds were swept every time")
 }
 

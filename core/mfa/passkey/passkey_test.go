@@ -11,7 +11,6 @@ import (
 	"github.com/descope/virtualwebauthn"
 	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ghasi-ehealth/identity-service/core"
 	"github.com/ghasi-ehealth/identity-service/core/mfa/passkey"
@@ -19,6 +18,7 @@ import (
 	"github.com/ghasi-ehealth/identity-service/persistence"
 	"github.com/ghasi-ehealth/identity-service/persistence/dbtest"
 	"github.com/ghasi-ehealth/identity-service/telemetry"
+	"github.com/ghasi-ehealth/identity-service/telemetry/telemetrytest"
 )
 
 func TestNewServiceValidatesConfig(t *testing.T) {
@@ -365,19 +365,7 @@ func TestCounterRegressionMetric(t *testing.T) {
 		requireCode(t, f.login(t, goodRP(), auth, *cred), core.CodeMFAInvalidCode, core.KindUnauthenticated)
 	}
 
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, reader.Collect(context.Background(), &rm))
-	kinds := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, mt := range sm.Metrics {
-			if mt.Name == telemetry.MetricSecurityIncident {
-				for _, dp := range mt.Data.(metricdata.Sum[int64]).DataPoints {
-					v, _ := dp.Attributes.Value(telemetry.AttrKind)
-					kinds[v.AsString()] += dp.Value
-				}
-			}
-		}
-	}
+	kinds := telemetrytest.CounterByAttr(t, reader, telemetry.MetricSecurityIncident, telemetry.AttrKind)
 	require.Contains(t, telemetry.SecurityIncidentKinds, passkey.IncidentCounterRegression, "pre-initialised at 0")
 	require.Equal(t, int64(2), kinds[passkey.IncidentCounterRegression])
 }
